@@ -1,0 +1,218 @@
+//! `cargo lab`: the workshop's runner. Students use `check`, `list`, `hint`
+//! and `diff`; maintainers use `gen-steps`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use checker::build::{build_release, have_sudo, is_root};
+use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, Target};
+use checker::steps::{existing, release_dir, workspace_root, Step, STEPS};
+use checker::{checks, generate, report};
+
+#[derive(Parser)]
+#[command(name = "cargo lab", about = "Build a container runtime one kernel layer at a time: check your steps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Build your step (as you) and run its checks (as root, with sudo if needed)
+    Check {
+        /// A step ("01", "3", "03-mount-proc") or "all"
+        step: String,
+        /// Check the reference solution instead of your code
+        #[arg(long)]
+        solution: bool,
+    },
+    /// Every step, and whether your code passes its checks
+    List,
+    /// What to write in a step: the todo!()s and where they are
+    Hint { step: String },
+    /// What a step adds over the one before, from the reference solutions
+    Diff { step: String },
+    /// Maintainers: write steps/ from solutions/ (--check: only compare)
+    GenSteps {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Runs the checks of STEP against BINARY (what `check` runs as root)
+    #[command(hide = true)]
+    RunChecks { step: String, binary: PathBuf },
+}
+
+fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`cargo lab list | head`), like other tools.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("cargo lab: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(action: Action) -> Result<bool> {
+    match action {
+        Action::Check { step, solution } => check(&step, solution),
+        Action::List => list().map(|()| true),
+        Action::Hint { step } => hint(find(&step)?).map(|()| true),
+        Action::Diff { step } => diff(find(&step)?),
+        Action::GenSteps { check } => gen_steps(check),
+        Action::RunChecks { step, binary } => Ok(run_checks(find(&step)?, &binary)),
+    }
+}
+
+fn find(key: &str) -> Result<&'static Step> {
+    let step = Step::find(key).with_context(|| format!("no step {key:?}; `cargo lab list` shows them"))?;
+    if !step.exists() {
+        bail!("chapter {} is not written yet", step.name);
+    }
+    Ok(step)
+}
+
+fn check(key: &str, solution: bool) -> Result<bool> {
+    let steps: Vec<&Step> = if key == "all" { existing().collect() } else { vec![find(key)?] };
+    let mut all_passed = true;
+    for step in steps {
+        let passed = check_one(step, solution)?;
+        if !solution {
+            record_progress(step, passed)?;
+        }
+        all_passed &= passed;
+    }
+    Ok(all_passed)
+}
+
+fn check_one(step: &Step, solution: bool) -> Result<bool> {
+    let (package, binary) = if solution {
+        (step.solution_package(), step.solution_binary().to_string())
+    } else {
+        (step.skeleton_package(), step.skeleton_binary())
+    };
+    println!("Building {package} (cargo build --release --package {package})");
+    build_release(std::slice::from_ref(&package))?;
+    let binary = release_dir().join(binary);
+    if is_root() {
+        return Ok(run_checks(step, &binary));
+    }
+    if !have_sudo() {
+        bail!("the checks start containers, which needs root here: run as root, or install sudo");
+    }
+    println!("Containers need root: running the checks with sudo (it may ask for your password).");
+    let me = std::env::current_exe().context("finding the checker's own binary")?;
+    let status = Command::new("sudo")
+        .arg("--")
+        .arg(me)
+        .args(["run-checks", step.name])
+        .arg(&binary)
+        .status()
+        .context("running sudo")?;
+    Ok(status.success())
+}
+
+/// Runs every check of the step, prints each result, returns whether all passed.
+fn run_checks(step: &Step, binary: &Path) -> bool {
+    let target = Target::new(binary, step.number);
+    let checks = checks::for_step(step.number);
+    println!("Checking {} ({} checks, layers 01 to {:02})", binary.display(), checks.len(), step.number);
+    let mut failures = 0;
+    let mut last_failure = None;
+    adopt_orphans();
+    for check in &checks {
+        let outcome = (check.run)(&target);
+        reap_orphans();
+        report::outcome(check, &outcome, &mut last_failure);
+        failures += usize::from(outcome.is_err());
+    }
+    remove_scratch_binaries();
+    if failures == 0 {
+        println!("All {} checks of {} pass.", checks.len(), step.name);
+    } else {
+        println!("{failures} of {} checks of {} fail. The chapter: steps/{}/README.md", checks.len(), step.name, step.name);
+    }
+    failures == 0
+}
+
+fn progress_file() -> PathBuf {
+    workspace_root().join(".progress")
+}
+
+fn record_progress(step: &Step, passed: bool) -> Result<()> {
+    let old = std::fs::read_to_string(progress_file()).unwrap_or_default();
+    let mut lines: Vec<String> = old.lines().filter(|l| l.split_whitespace().next() != Some(step.name)).map(String::from).collect();
+    lines.push(format!("{} {}", step.name, if passed { "passed" } else { "failed" }));
+    lines.sort();
+    std::fs::write(progress_file(), lines.join("\n") + "\n").context("writing .progress")
+}
+
+fn list() -> Result<()> {
+    let progress = std::fs::read_to_string(progress_file()).unwrap_or_default();
+    for step in STEPS {
+        let state = progress.lines().find_map(|l| l.strip_prefix(step.name)).map(str::trim);
+        let mark = match (step.exists(), state) {
+            (false, _) => "  (not written yet)",
+            (true, Some("passed")) => "✓",
+            (true, Some(_)) => "✗",
+            (true, None) => "·",
+        };
+        println!("{mark:>3}  {:<20} {}", step.name, step.adds);
+    }
+    println!("\n✓ passes its checks  ✗ failed its last check  · not checked yet");
+    Ok(())
+}
+
+fn hint(step: &Step) -> Result<()> {
+    println!("Chapter {}: steps/{}/README.md explains it. What to write:\n", step.name, step.name);
+    for hint in generate::hints(step)? {
+        println!("  {}:{}\n      {}\n", hint.file, hint.line, hint.text);
+    }
+    println!("Then: cargo lab check {:02}", step.number);
+    Ok(())
+}
+
+fn diff(step: &Step) -> Result<bool> {
+    println!("What {} adds, in the reference solution (spoilers!):\n", step.name);
+    let before = match step.previous() {
+        Some(previous) => previous.solution_dir(),
+        None => PathBuf::from("/dev/null"),
+    };
+    if step.previous().is_none() {
+        println!("{} is the first step: all of it is new.", step.name);
+    }
+    let status = Command::new("diff")
+        .args(["-ruN", "--exclude=target", "--exclude=README.md"])
+        .arg(before)
+        .arg(step.solution_dir())
+        .status()
+        .context("running diff")?;
+    // diff exits 1 when the trees differ, which is the point here.
+    Ok(status.code().is_some_and(|c| c <= 1))
+}
+
+fn gen_steps(check_only: bool) -> Result<bool> {
+    let mut up_to_date = true;
+    for step in existing() {
+        if check_only {
+            for (file, why) in generate::stale_files(step)? {
+                println!("steps/{}/{}: {why}", step.name, file.display());
+                up_to_date = false;
+            }
+        } else {
+            for file in generate::write_skeleton(step)? {
+                println!("wrote steps/{}/{}", step.name, file.display());
+            }
+        }
+    }
+    if check_only && !up_to_date {
+        println!("steps/ is not what the generator writes: run scripts/gen-steps and commit the result");
+    }
+    Ok(up_to_date)
+}

@@ -1,0 +1,62 @@
+//! Printing check results so that a failure teaches: what ran, what was
+//! expected, what was seen, and a hint (sharpened when the output shows a
+//! classic mistake).
+
+use std::io::IsTerminal;
+
+use crate::checks::{Check, Failure, Outcome};
+
+pub fn passed(check: &Check) {
+    println!("  {} {:<28} {}", paint("✓", GREEN), check.name, check.proves);
+}
+
+pub fn failed(check: &Check, failure: &Failure) {
+    println!("  {} {:<28} {}", paint("✗", RED), check.name, check.proves);
+    println!("      ran:      {}", failure.ran);
+    println!("      expected: {}", failure.expected);
+    println!("      saw:      {}", failure.saw);
+    println!("      hint:     {}", diagnose(&failure.saw).unwrap_or_else(|| failure.hint.clone()));
+}
+
+/// Prints one result. A failure that only repeats the last one (the same
+/// todo!() reached again) is one line.
+pub fn outcome(check: &Check, outcome: &Outcome, last_failure: &mut Option<String>) {
+    match outcome {
+        Ok(()) => passed(check),
+        Err(failure) => {
+            let todo = failure.saw.split_once("not yet implemented: ").map(|(_, t)| t.to_string());
+            if todo.is_some() && &todo == last_failure {
+                println!("  {} {:<28} {}  (the same todo!())", paint("✗", RED), check.name, check.proves);
+            } else {
+                failed(check, failure);
+            }
+            *last_failure = todo;
+        }
+    }
+}
+
+/// Recognises output that points at one known cause.
+pub fn diagnose(saw: &str) -> Option<String> {
+    if let Some((_, todo)) = saw.split_once("not yet implemented: ") {
+        return Some(format!("your code reached a todo!() still to write: {todo}"));
+    }
+    if saw.contains("panicked") {
+        return Some("the runtime panicked: return an error instead (one line on stderr, exit 125)".into());
+    }
+    KNOWN_MISTAKES.iter().find(|(pattern, _)| pattern.iter().all(|p| saw.contains(p))).map(|(_, why)| why.to_string())
+}
+
+/// (every text the output contains, what it means). Later chapters add theirs.
+const KNOWN_MISTAKES: &[(&[&str], &str)] = &[
+    (
+        &["clone", "Operation not permitted"],
+        "clone() said EPERM: creating namespaces needs root here; run the checks as root or with sudo",
+    ),
+];
+
+const GREEN: &str = "32";
+const RED: &str = "31";
+
+fn paint(text: &str, color: &str) -> String {
+    if std::io::stdout().is_terminal() { format!("\x1b[{color}m{text}\x1b[0m") } else { text.to_string() }
+}

@@ -1,0 +1,158 @@
+//! `cargo test`: the workshop's gate, like rustlings' `dev check`.
+//!
+//! - solution::NN::CHECK  every reference solution passes all its checks;
+//! - skeleton::NN          every generated skeleton builds and fails its own;
+//! - control::NN::CHECK    every isolation check fails against the step
+//!                         before (the layer is what makes it pass);
+//! - mutant::NAME          a solution broken on purpose fails the check
+//!                         that guards what was broken;
+//! - generator::steps-match-solutions  steps/ is what the generator writes.
+//!
+//! Containers need root. Run as a user, it builds first, then re-runs
+//! itself with sudo; with neither root nor sudo it stops and says so.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use checker::build::{build_release, have_sudo, is_root};
+use checker::checks::{self, Check, Kind};
+use checker::generate;
+use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, Target};
+use checker::steps::{existing, release_dir, workspace_root};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+mod mutants;
+
+const BUILT: &str = "CTLAB_TESTS_BUILT";
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One at a time: checks compare the host's mounts and hostname before
+    // and after, which a parallel run would disturb.
+    args.test_threads = Some(1);
+    if !args.list && std::env::var_os(BUILT).is_none() {
+        if let Err(err) = build_everything() {
+            eprintln!("building the workshop failed: {err:#}");
+            std::process::exit(101);
+        }
+        if !is_root() {
+            rerun_as_root();
+        }
+    }
+    adopt_orphans();
+    let trials: Vec<Trial> = [generator_trials(), solution_trials(), skeleton_trials(), control_trials(), mutants::trials()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    remove_scratch_binaries();
+    conclusion.exit();
+}
+
+fn build_everything() -> anyhow::Result<()> {
+    let packages: Vec<String> = existing().flat_map(|s| [s.solution_package(), s.skeleton_package()]).collect();
+    build_release(&packages)?;
+    mutants::build_all()
+}
+
+/// The tests start containers: they need root, and never pretend otherwise.
+fn rerun_as_root() -> ! {
+    if !have_sudo() {
+        eprintln!("These tests start containers and need root: run them as root, or install sudo. Nothing was tested.");
+        std::process::exit(1);
+    }
+    eprintln!("These tests start containers and need root: re-running them with sudo.");
+    let me = std::env::current_exe().expect("the test binary knows its path");
+    let err = Command::new("sudo").arg("--").arg("env").arg(format!("{BUILT}=1")).arg(me).args(std::env::args_os().skip(1)).exec();
+    eprintln!("could not run sudo: {err}");
+    std::process::exit(1);
+}
+
+fn generator_trials() -> Vec<Trial> {
+    vec![Trial::test("generator::steps-match-solutions", || {
+        let mut stale = Vec::new();
+        for step in existing() {
+            for (file, why) in generate::stale_files(step)? {
+                stale.push(format!("steps/{}/{}: {why}", step.name, file.display()));
+            }
+        }
+        if stale.is_empty() { Ok(()) } else { Err(format!("run scripts/gen-steps: {}", stale.join(", ")).into()) }
+    })]
+}
+
+fn solution_trials() -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for step in existing() {
+        let target = Target::new(release_dir().join(step.solution_binary()), step.number);
+        for check in checks::for_step(step.number) {
+            let target = target.clone();
+            let name = format!("solution::{}::{}", step.name, check.name);
+            trials.push(Trial::test(name, move || must_pass(&check, &target)));
+        }
+    }
+    trials
+}
+
+fn skeleton_trials() -> Vec<Trial> {
+    existing()
+        .map(|step| {
+            let target = Target::new(release_dir().join(step.skeleton_binary()), step.number);
+            Trial::test(format!("skeleton::{}::fails-its-own-checks", step.name), move || {
+                let own = checks::introduced_by(target.step);
+                let failing = own.iter().filter(|c| run(c, &target).is_err()).count();
+                if failing > 0 {
+                    Ok(())
+                } else {
+                    Err("the skeleton passes every check of its own layer: its todo!()s hide nothing".into())
+                }
+            })
+        })
+        .collect()
+}
+
+/// Each isolation check of layer N must fail against the step before N,
+/// which has everything but that layer.
+fn control_trials() -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for step in existing() {
+        let (binary, label) = match step.previous() {
+            Some(previous) => (release_dir().join(previous.solution_binary()), previous.name.to_string()),
+            None => (controls_dir().join("no-isolation"), "no-isolation".to_string()),
+        };
+        let target = Target::new(binary, step.number);
+        for check in checks::introduced_by(step.number).into_iter().filter(|c| c.kind == Kind::Isolation) {
+            let target = target.clone();
+            let name = format!("control::{}::{}-fails-on-{label}", step.name, check.name);
+            trials.push(Trial::test(name, move || must_fail(&check, &target)));
+        }
+    }
+    trials
+}
+
+fn controls_dir() -> PathBuf {
+    workspace_root().join("checker/controls")
+}
+
+pub fn run(check: &Check, target: &Target) -> checks::Outcome {
+    let outcome = (check.run)(target);
+    reap_orphans();
+    outcome
+}
+
+pub fn must_pass(check: &Check, target: &Target) -> Result<(), Failed> {
+    run(check, target).map_err(|f| {
+        format!("\n  ran:      {}\n  expected: {}\n  saw:      {}\n  hint:     {}", f.ran, f.expected, f.saw, f.hint).into()
+    })
+}
+
+pub fn must_fail(check: &Check, target: &Target) -> Result<(), Failed> {
+    match run(check, target) {
+        Err(_) => Ok(()),
+        Ok(()) => Err(format!("`{}` passed against {}: it cannot tell the layer is missing", check.name, show(&target.binary)).into()),
+    }
+}
+
+fn show(path: &Path) -> String {
+    path.strip_prefix(workspace_root()).unwrap_or(path).display().to_string()
+}

@@ -1,0 +1,63 @@
+// Chapter 03-mount-proc: fill in the todo!()s (`cargo lab hint 03` lists them),
+// then `cargo lab check 03`. Generated from solutions/03-mount-proc by
+// scripts/gen-steps: maintainers edit the solution, never this file.
+
+// Until you write them, the todo!()s leave imports and arguments unused.
+#![allow(unused)]
+
+//! 03-mount-proc: + a private mount table with a fresh /proc, so `ps` sees
+//! only the container.
+//!
+//! The runtime is one process that clone()s one child. The child is born
+//! inside the new namespaces, sets them up, then exec()s the command. The
+//! parent forwards signals to it, waits for it and returns its exit status.
+
+mod container;
+mod mounts;
+mod pid;
+mod uts;
+
+use std::ffi::OsString;
+
+use anyhow::Result;
+use clap::Parser;
+use nix::sched::CloneFlags;
+
+/// Run COMMAND inside the isolation built so far: new UTS, PID and mount namespaces.
+#[derive(Parser)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Cli {
+    /// Hostname inside the container
+    #[arg(long, default_value = "container", value_parser = uts::parse_hostname)]
+    hostname: String,
+
+    /// The command to run inside, with its arguments
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+fn main() {
+    let code = match Cli::try_parse() {
+        Ok(cli) => run(&cli).unwrap_or_else(container::report_runtime_error),
+        Err(err) => container::report_usage_error(err),
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: &Cli) -> Result<i32> {
+    container::forward_signals_to_container()?;
+    let child = container::spawn(namespaces(), &cli.command, || set_up_inside(cli))?;
+    container::wait_for_exit(child)
+}
+
+/// The namespaces the child is born into.
+fn namespaces() -> CloneFlags {
+    uts::clone_flag() | pid::clone_flag() | mounts::clone_flag()
+}
+
+/// Runs in the child, inside the new namespaces, just before exec().
+fn set_up_inside(cli: &Cli) -> Result<()> {
+    mounts::make_mounts_private()?; // first, before any mount can leak to the host
+    uts::set_hostname(&cli.hostname)?;
+    mounts::mount_proc()
+}
