@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use checker::build::{build_release, have_sudo, is_root};
-use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, Target};
+use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, As, Target, NOBODY};
 use checker::steps::{existing, release_dir, workspace_root, Step, STEPS};
 use checker::{checks, generate, report};
 
@@ -120,23 +120,27 @@ fn check_one(step: &Step, solution: bool) -> Result<bool> {
 
 /// Runs every check of the step, prints each result, returns whether all passed.
 fn run_checks(step: &Step, binary: &Path) -> bool {
-    let target = Target::new(binary, step.number);
-    let checks = checks::for_step(step.number);
-    println!("Checking {} ({} checks, layers 01 to {:02})", binary.display(), checks.len(), step.number);
+    let plan = checks::plan(&Target::new(binary, step.number));
+    println!("Checking {} ({} checks, layers 01 to {:02})", binary.display(), plan.len(), step.number);
     let mut failures = 0;
     let mut last_failure = None;
+    let mut rootless_started = false;
     adopt_orphans();
-    for check in &checks {
-        let outcome = (check.run)(&target);
+    for (check, target) in &plan {
+        if target.who == As::Nobody && !rootless_started {
+            println!("Started by an unprivileged user (uid {NOBODY}), rootless:");
+            rootless_started = true;
+        }
+        let outcome = (check.run)(target);
         reap_orphans();
         report::outcome(check, &outcome, &mut last_failure);
         failures += usize::from(outcome.is_err());
     }
     remove_scratch_binaries();
     if failures == 0 {
-        println!("All {} checks of {} pass.", checks.len(), step.name);
+        println!("All {} checks of {} pass.", plan.len(), step.name);
     } else {
-        println!("{failures} of {} checks of {} fail. The chapter: steps/{}/README.md", checks.len(), step.name, step.name);
+        println!("{failures} of {} checks of {} fail. The chapter: steps/{}/README.md", plan.len(), step.name, step.name);
     }
     failures == 0
 }

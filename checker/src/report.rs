@@ -49,6 +49,14 @@ pub fn diagnose(saw: &str) -> Option<String> {
 /// (every text the output contains, what it means). Later chapters add theirs.
 const KNOWN_MISTAKES: &[(&[&str], &str)] = &[
     (
+        &["gid_map", "Operation not permitted"],
+        "an unprivileged process may write gid_map only after \"deny\" is in /proc/PID/setgroups: write setgroups first (user_namespaces(7))",
+    ),
+    (
+        &["uid_map", "Operation not permitted"],
+        "uid_map is written once, from the parent, mapping only the caller's own uid (\"0 UID 1\") unless it has CAP_SETUID outside",
+    ),
+    (
         &["clone", "Operation not permitted"],
         "clone() said EPERM: creating namespaces needs root here; run the checks as root or with sudo",
     ),

@@ -32,11 +32,23 @@ pub struct Target {
     /// The step it implements, so checks can adapt (01 has no /proc of its
     /// own, 06 runs busybox from the rootfs...).
     pub step: u8,
+    /// Who starts it: root, or from step 05 on also an unprivileged user.
+    pub who: As,
 }
 
 impl Target {
     pub fn new(binary: impl Into<PathBuf>, step: u8) -> Self {
-        Target { binary: binary.into(), step }
+        Target { binary: binary.into(), step, who: As::Root }
+    }
+
+    /// The same runtime, started by an unprivileged user.
+    pub fn rootless(&self) -> Self {
+        Target { who: As::Nobody, ..self.clone() }
+    }
+
+    /// Steps 05 and later must also work started by an unprivileged user.
+    pub fn supports_rootless(&self) -> bool {
+        self.step >= 5
     }
 
     /// The binary's file name, as error messages print it.
@@ -60,12 +72,20 @@ impl Target {
         Ok(command)
     }
 
-    /// Runs `args` as root with empty stdin and waits for the end.
+    /// Runs `args` with empty stdin and waits for the end.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, As::Root, b"")
+        self.run_with(args, self.who, b"")
     }
 
-    pub fn run_with(&self, args: &[&str], who: As, stdin: &[u8]) -> Output {
+    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.run_with(args, self.who, stdin)
+    }
+
+    pub fn run_as(&self, args: &[&str], who: As) -> Output {
+        self.run_with(args, who, b"")
+    }
+
+    fn run_with(&self, args: &[&str], who: As, stdin: &[u8]) -> Output {
         let ran = self.describe(args, who);
         match self.command(args, who).and_then(|c| Running::start(c, ran.clone(), stdin)) {
             Ok(running) => running.finish(TIMEOUT),
@@ -74,7 +94,16 @@ impl Target {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Result<Running> {
-        Running::start(self.command(args, As::Root)?, self.describe(args, As::Root), b"")
+        Running::start(self.command(args, self.who)?, self.describe(args, self.who), b"")
+    }
+
+    /// The command line as a shell would run it, for `sh -c` and script(1).
+    pub fn shell_command(&self, args: &[&str]) -> Result<String> {
+        let command = self.command(args, self.who)?;
+        let program = command.get_program().to_string_lossy().into_owned();
+        let rest: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        Ok(format!("{} {}", shell_words(&[&program]), shell_words(&rest)))
     }
 
     /// How a check says what it ran: `03-mount-proc sh -c 'echo $$'`.
@@ -317,6 +346,19 @@ fn children(pid: i32) -> Vec<i32> {
 pub fn cmdline(pid: i32) -> Vec<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+/// The command line the runtime (and, until it execs, its child) has when
+/// started with `args`.
+pub fn cmdline_of_runtime(target: &Target, args: &[&str]) -> Vec<String> {
+    target
+        .command(args, target.who)
+        .map(|c| {
+            let skip = if target.who == As::Nobody { 7 } else { 0 };
+            let program = std::iter::once(c.get_program().to_string_lossy().into_owned());
+            program.chain(c.get_args().map(|a| a.to_string_lossy().into_owned())).skip(skip).collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Host PIDs whose command line is exactly `argv` (to find leftovers).

@@ -106,6 +106,30 @@ const MUTANTS: &[Mutant] = &[
         to: "Ok::<(), nix::Error>(())",
         breaks: &["no-propagation-to-host"],
     },
+    Mutant {
+        name: "setgroups-not-denied",
+        step: "05-userns-mapping",
+        file: "src/userns.rs",
+        from: "write_proc_file(child, \"setgroups\", \"deny\")?;",
+        to: "",
+        breaks: &["maps-root-to-caller", "root-inside"],
+    },
+    Mutant {
+        name: "child-left-waiting",
+        step: "05-userns-mapping",
+        file: "src/main.rs",
+        from: "container::kill_and_reap(child);",
+        to: "let _ = container::wait_for_exit(child);",
+        breaks: &["setup-failure-cleans-up"],
+    },
+    Mutant {
+        name: "forbidden-userns-unexplained",
+        step: "05-userns-mapping",
+        file: "src/userns.rs",
+        from: "Some(why) => anyhow::anyhow!(\"{why} ({err:#})\"),",
+        to: "Some(_) => err,",
+        breaks: &["forbidden-userns-explained"],
+    },
 ];
 
 fn mutants_dir() -> PathBuf {

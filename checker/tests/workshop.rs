@@ -18,7 +18,7 @@ use std::process::Command;
 use checker::build::{build_release, have_sudo, is_root};
 use checker::checks::{self, Check, Kind};
 use checker::generate;
-use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, Target};
+use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, As, Target};
 use checker::steps::{existing, release_dir, workspace_root};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -85,9 +85,9 @@ fn solution_trials() -> Vec<Trial> {
     let mut trials = Vec::new();
     for step in existing() {
         let target = Target::new(release_dir().join(step.solution_binary()), step.number);
-        for check in checks::for_step(step.number) {
-            let target = target.clone();
-            let name = format!("solution::{}::{}", step.name, check.name);
+        for (check, target) in checks::plan(&target) {
+            let who = if target.who == As::Nobody { "rootless::" } else { "" };
+            let name = format!("solution::{}::{who}{}", step.name, check.name);
             trials.push(Trial::test(name, move || must_pass(&check, &target)));
         }
     }

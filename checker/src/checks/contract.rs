@@ -8,7 +8,7 @@ use super::{every_step, expect, expect_stdout, fail, Check, Failure, Kind, Outco
 use crate::run::{descendants, host, poll, processes_running, As, Output, Running, Target};
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, proves, run| Check { name, layer: 1, kind: Kind::Contract, proves, applies: every_step, run };
+    let check = |name, proves, run| Check { name, layer: 1, kind: Kind::Contract, proves, applies: every_step, rootless: true, run };
     vec![
         check("runs-the-command", "COMMAND runs and its stdout comes through", runs_the_command),
         check("exit-status", "COMMAND's exit status is the runtime's", exit_status),
@@ -29,6 +29,7 @@ pub fn checks() -> Vec<Check> {
             // From 05 on a user namespace makes root unnecessary; 07 and 08
             // need it again for the host's network and cgroups.
             applies: |step| !(5..=6).contains(&step) && step != 9,
+            rootless: false,
             run: needs_root,
         },
     ]
@@ -54,7 +55,7 @@ fn killed_by_signal(t: &Target) -> Outcome {
 
 /// Starts `argv` in a container and finds its PID on the host, below the runtime.
 fn start_and_find(t: &Target, argv: &[&str]) -> Result<(Running, i32), Failure> {
-    let ran = t.describe(argv, As::Root);
+    let ran = t.describe(argv, t.who);
     let running = t.spawn(argv).map_err(|err| Failure::new(&ran, "it starts", format!("{err:#}"), ""))?;
     let found = poll(Duration::from_secs(5), || {
         descendants(running.pid()).into_iter().find(|(_, cmd)| cmd == argv).map(|(pid, _)| pid)
@@ -97,19 +98,22 @@ fn bad_input(t: &Target) -> Outcome {
 }
 
 fn stdio_pass_through(t: &Target) -> Outcome {
-    let out = t.run_with(&["sh", "-c", "cat; echo to-stderr >&2"], As::Root, b"from-stdin\n");
+    let out = t.run_stdin(&["sh", "-c", "cat; echo to-stderr >&2"], b"from-stdin\n");
     let ok = out.status == Some(0) && out.stdout_trimmed() == "from-stdin" && out.stderr.trim() == "to-stderr";
     expect(ok, &out, "stdout \"from-stdin\", stderr \"to-stderr\"", "don't redirect the child's fds 0, 1 and 2: it inherits them")
 }
 
 fn shell_on_stdin(t: &Target) -> Outcome {
-    let out = t.run_with(&["sh"], As::Root, b"echo $((6 * 7))\nexit 5\n");
+    let out = t.run_stdin(&["sh"], b"echo $((6 * 7))\nexit 5\n");
     let ok = out.status == Some(5) && out.stdout_trimmed() == "42";
     expect(ok, &out, "stdout \"42\", exit 5", "stdin must reach the command")
 }
 
 fn terminal(t: &Target) -> Outcome {
-    let inner = format!("{} sh -c 'test -t 0 && test -t 1 && echo on-a-terminal'", t.binary.display());
+    let inner = match t.shell_command(&["sh", "-c", "test -t 0 && test -t 1 && echo on-a-terminal"]) {
+        Ok(command) => command,
+        Err(err) => return fail("script", "it starts", format!("{err:#}"), ""),
+    };
     let out = host("script", &["--quiet", "--return", "--command", &inner, "/dev/null"]);
     let ok = out.status == Some(0) && out.stdout.contains("on-a-terminal");
     expect(ok, &out, "COMMAND sees a terminal on stdin and stdout", "keep the terminal: no setsid(), no redirection")
@@ -119,7 +123,7 @@ fn signals_forwarded(t: &Target) -> Outcome {
     for (signal, name, code) in [(libc::SIGTERM, "TERM", 7), (libc::SIGINT, "INT", 8)] {
         let script = format!("trap 'echo got-{name}; exit {code}' {name}; echo ready; while :; do sleep 0.05; done");
         let args = ["sh", "-c", &script];
-        let ran = t.describe(&args, As::Root);
+        let ran = t.describe(&args, t.who);
         let mut running = t.spawn(&args).map_err(|err| Failure::new(&ran, "it starts", format!("{err:#}"), ""))?;
         if running.wait_for_stdout("ready", Duration::from_secs(5)) {
             unsafe { libc::kill(running.pid(), signal) };
@@ -151,7 +155,7 @@ fn dies_with_runtime(t: &Target) -> Outcome {
 }
 
 fn needs_root(t: &Target) -> Outcome {
-    let out = t.run_with(&["true"], As::Nobody, b"");
+    let out = t.run_as(&["true"], As::Nobody);
     let ok = out.status == Some(125) && one_line(&out.stderr) && out.stderr.to_lowercase().contains("root");
     let hint = "clone() fails with EPERM without CAP_SYS_ADMIN: say it needs root (sudo), exit 125";
     expect(ok, &out, "exit 125 and one line saying it needs root", hint)

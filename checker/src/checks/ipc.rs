@@ -5,7 +5,7 @@ use super::{every_step, expect, fail, in_new_namespace, Check, Kind, Outcome};
 use crate::run::Target;
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, proves, run| Check { name, layer: 4, kind: Kind::Isolation, proves, applies: every_step, run };
+    let check = |name, proves, run| Check { name, layer: 4, kind: Kind::Isolation, proves, applies: every_step, rootless: true, run };
     vec![
         check("ipc-namespace", "the container is in an IPC namespace of its own", ipc_namespace),
         check("sysv-queue-invisible", "a System V queue made on the host is not listed inside", sysv_queue_invisible),

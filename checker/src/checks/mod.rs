@@ -5,6 +5,7 @@ mod contract;
 mod ipc;
 mod mounts;
 mod pid;
+mod userns;
 mod uts;
 
 use crate::run::{Output, Target};
@@ -29,6 +30,8 @@ pub struct Check {
     pub proves: &'static str,
     /// The steps it applies to, from `layer` on (most apply to all).
     pub applies: fn(u8) -> bool,
+    /// Whether it also runs started by an unprivileged user (steps 05+).
+    pub rootless: bool,
     pub run: fn(&Target) -> Outcome,
 }
 
@@ -44,12 +47,21 @@ pub struct Failure {
 pub type Outcome = Result<(), Failure>;
 
 pub fn all() -> Vec<Check> {
-    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks()].concat()
+    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks()].concat()
 }
 
 /// Everything step `step` must pass: its layer's checks and every earlier one's.
 pub fn for_step(step: u8) -> Vec<Check> {
     all().into_iter().filter(|c| c.layer <= step && (c.applies)(step)).collect()
+}
+
+/// Each check of a step with the target it runs against: all of them as
+/// root, and from step 05 on the rootless ones again as uid 65534.
+pub fn plan(target: &Target) -> Vec<(Check, Target)> {
+    let checks = for_step(target.step);
+    let rootless = checks.iter().filter(|c| c.rootless && target.supports_rootless());
+    let rootless: Vec<(Check, Target)> = rootless.map(|c| (c.clone(), target.rootless())).collect();
+    checks.into_iter().map(|c| (c, target.clone())).chain(rootless).collect()
 }
 
 /// The checks a step's own layer adds.

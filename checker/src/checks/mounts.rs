@@ -5,7 +5,7 @@ use super::{every_step, expect, fail, in_new_namespace, Check, Kind, Outcome};
 use crate::run::{host, Output, Target};
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, kind, proves, run| Check { name, layer: 3, kind, proves, applies: every_step, run };
+    let check = |name, kind, proves, run| Check { name, layer: 3, kind, proves, applies: every_step, rootless: true, run };
     vec![
         check("mount-namespace", Kind::Isolation, "the container is in a mount namespace of its own", mount_namespace),
         check("proc-lists-only-container", Kind::Isolation, "/proc inside lists only the container's processes", proc_lists_only_container),
@@ -73,10 +73,12 @@ fn mount_table() -> String {
 /// mount inside would then show up on the host. Recreate such a host in a
 /// scratch mount namespace (the real host is not touched) and look.
 fn no_propagation_to_host(t: &Target) -> Outcome {
-    let script = format!(
-        "mount --make-rshared / && cat /proc/self/mountinfo && echo ==== && {} true && echo ==== && cat /proc/self/mountinfo",
-        t.binary.display()
-    );
+    let runtime = match t.shell_command(&["true"]) {
+        Ok(command) => command,
+        Err(err) => return fail("unshare", "it starts", format!("{err:#}"), ""),
+    };
+    let script =
+        format!("mount --make-rshared / && cat /proc/self/mountinfo && echo ==== && {runtime} && echo ==== && cat /proc/self/mountinfo");
     let out = host("unshare", &["--mount", "--propagation", "unchanged", "sh", "-c", &script]);
     let parts: Vec<&str> = out.stdout.split("====\n").collect();
     let [before, _, after] = parts[..] else {

@@ -7,7 +7,7 @@ use super::{every_step, expect, expect_stdout, in_new_namespace, Check, Kind, Ou
 use crate::run::{poll, processes_running, Target};
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, proves, run| Check { name, layer: 2, kind: Kind::Isolation, proves, applies: every_step, run };
+    let check = |name, proves, run| Check { name, layer: 2, kind: Kind::Isolation, proves, applies: every_step, rootless: true, run };
     vec![
         check("pid-namespace", "the container is in a PID namespace of its own", pid_namespace),
         check("command-is-pid-1", "`echo $$` inside prints 1", command_is_pid_1),

@@ -4,7 +4,7 @@ use super::{every_step, expect, expect_stdout, in_new_namespace, Check, Kind, Ou
 use crate::run::Target;
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, kind, proves, run| Check { name, layer: 1, kind, proves, applies: every_step, run };
+    let check = |name, kind, proves, run| Check { name, layer: 1, kind, proves, applies: every_step, rootless: true, run };
     vec![
         check("uts-namespace", Kind::Isolation, "the container is in a UTS namespace of its own", uts_namespace),
         check("default-hostname", Kind::Isolation, "the hostname inside is \"container\" by default", default_hostname),

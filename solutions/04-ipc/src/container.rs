@@ -94,10 +94,22 @@ fn exec(command: &[OsString]) -> i32 {
     let name = command[0].to_string_lossy();
     let (code, why) = match errno {
         Errno::ENOENT | Errno::ENOTDIR => (EXIT_NOT_FOUND, "command not found; check its name and PATH".to_string()),
+        // execvp reports EACCES when a PATH directory is unreadable, even if
+        // the command is in none of them.
+        Errno::EACCES if !exists_on_path(&name) => (EXIT_NOT_FOUND, "command not found; check its name and PATH".to_string()),
         _ => (EXIT_CANNOT_EXECUTE, format!("{} — is it a program, and executable?", errno.desc())),
     };
     eprintln!("{PROGRAM}: cannot run '{name}': {why}");
     code
+}
+
+/// Whether `name` is a path to a file, or a file in a PATH directory.
+fn exists_on_path(name: &str) -> bool {
+    if name.contains('/') {
+        return std::path::Path::new(name).is_file();
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':').any(|dir| std::path::Path::new(dir).join(name).is_file())
 }
 
 /// The container's PID, for the signal handler (0 until it exists).
