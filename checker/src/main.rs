@@ -8,12 +8,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use checker::build::{build_release, have_sudo, is_root};
-use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, As, Target, NOBODY};
+use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, shield_host_mounts, As, Target, NOBODY};
 use checker::steps::{existing, release_dir, workspace_root, Step, STEPS};
 use checker::{checks, generate, report};
 
 #[derive(Parser)]
-#[command(name = "cargo lab", about = "Build a container runtime one kernel layer at a time: check your steps")]
+#[command(name = "cargo lab", bin_name = "cargo lab", about = "Build a container runtime one kernel layer at a time: check your steps")]
 struct Cli {
     #[command(subcommand)]
     command: Action,
@@ -120,6 +120,10 @@ fn check_one(step: &Step, solution: bool) -> Result<bool> {
 
 /// Runs every check of the step, prints each result, returns whether all passed.
 fn run_checks(step: &Step, binary: &Path) -> bool {
+    if let Err(err) = shield_host_mounts() {
+        eprintln!("cargo lab: {err:#}");
+        return false;
+    }
     let plan = checks::plan(&Target::new(binary, step.number));
     println!("Checking {} ({} checks, layers 01 to {:02})", binary.display(), plan.len(), step.number);
     let mut failures = 0;

@@ -49,6 +49,18 @@ pub fn diagnose(saw: &str) -> Option<String> {
 /// (every text the output contains, what it means). Later chapters add theirs.
 const KNOWN_MISTAKES: &[(&[&str], &str)] = &[
     (
+        &["pivot_root", "Invalid argument"],
+        "pivot_root said EINVAL: the new root must be a mount point (bind-mount the rootfs onto itself) and no mount involved may be shared: make / private (MS_REC | MS_PRIVATE) first",
+    ),
+    (
+        &["pivot_root", "busy"],
+        "pivot_root said EBUSY: the new root is not a mount point of its own; bind-mount the rootfs onto itself first",
+    ),
+    (
+        &["mounting a new proc", "Operation not permitted"],
+        "in a user namespace the kernel mounts a new proc only while a fully visible one is mounted: mount proc before detaching the old root",
+    ),
+    (
         &["gid_map", "Operation not permitted"],
         "an unprivileged process may write gid_map only after \"deny\" is in /proc/PID/setgroups: write setgroups first (user_namespaces(7))",
     ),

@@ -402,3 +402,15 @@ pub fn reap_orphans() {
         }
     }
 }
+
+/// Moves the checker into a mount namespace of its own whose mounts are
+/// slaves of the host's. On a host where / is shared (systemd), a student's
+/// runtime that forgets MS_PRIVATE would otherwise cover the host's own
+/// /proc with its container's, once per check. The shared-host check
+/// (no-propagation-to-host) still catches that leak, in a scratch namespace.
+/// Call it first thing, while the process has a single thread.
+pub fn shield_host_mounts() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS) for the checks")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).context("making the checks' mounts slaves")
+}

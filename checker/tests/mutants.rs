@@ -15,120 +15,163 @@ use libtest_mimic::Trial;
 struct Mutant {
     name: &'static str,
     step: &'static str,
+    edits: &'static [Edit],
+    /// Each of these checks must fail against the mutant.
+    breaks: &'static [&'static str],
+    /// What the checker's hint must then say, for a classic mistake.
+    diagnosis: Option<&'static str>,
+}
+
+struct Edit {
     file: &'static str,
     /// Must occur exactly once in `file`, or the mutant is stale.
     from: &'static str,
     to: &'static str,
-    /// Each of these checks must fail against the mutant.
-    breaks: &'static [&'static str],
 }
 
 const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "exit-code-dropped",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "Ok(WaitStatus::Exited(_, code)) => return Ok(code),",
-        to: "Ok(WaitStatus::Exited(_, _)) => return Ok(0),",
+        edits: &[Edit { file: "src/container.rs", from: "Ok(WaitStatus::Exited(_, code)) => return Ok(code),", to: "Ok(WaitStatus::Exited(_, _)) => return Ok(0)," }],
         breaks: &["exit-status"],
+        diagnosis: None,
     },
     Mutant {
         name: "signal-number-as-status",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "return Ok(128 + signal as i32)",
-        to: "return Ok(signal as i32)",
+        edits: &[Edit { file: "src/container.rs", from: "return Ok(128 + signal as i32)", to: "return Ok(signal as i32)" }],
         breaks: &["killed-by-signal"],
+        diagnosis: None,
     },
     Mutant {
         name: "not-found-is-126",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "Errno::ENOENT | Errno::ENOTDIR => (EXIT_NOT_FOUND,",
-        to: "Errno::ENOENT | Errno::ENOTDIR => (EXIT_CANNOT_EXECUTE,",
+        edits: &[Edit { file: "src/container.rs", from: "Errno::ENOENT | Errno::ENOTDIR => (EXIT_NOT_FOUND,", to: "Errno::ENOENT | Errno::ENOTDIR => (EXIT_CANNOT_EXECUTE," }],
         breaks: &["command-not-found"],
+        diagnosis: None,
     },
     Mutant {
         name: "clap-error-as-is",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "eprintln!(\"{PROGRAM}: {message} (see '{PROGRAM} --help')\");",
-        to: "eprintln!(\"{rendered}{message}\");",
+        edits: &[Edit { file: "src/container.rs", from: "eprintln!(\"{PROGRAM}: {message} (see '{PROGRAM} --help')\");", to: "eprintln!(\"{rendered}{message}\");" }],
         breaks: &["bad-input"],
+        diagnosis: None,
     },
     Mutant {
         name: "stdin-from-dev-null",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);",
-        to: "let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);\n    unsafe { libc::close(0); libc::open(c\"/dev/null\".as_ptr(), libc::O_RDONLY) };",
+        edits: &[Edit { file: "src/container.rs", from: "let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);", to: "let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    unsafe { libc::close(0); libc::open(c\"/dev/null\".as_ptr(), libc::O_RDONLY) };" }],
         breaks: &["stdio-pass-through", "shell-on-stdin", "terminal"],
+        diagnosis: None,
     },
     Mutant {
         name: "signals-not-forwarded",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "unsafe { libc::kill(pid, signal) };",
-        to: "let _ = signal;",
+        edits: &[Edit { file: "src/container.rs", from: "unsafe { libc::kill(pid, signal) };", to: "let _ = signal;" }],
         breaks: &["signals-forwarded"],
+        diagnosis: None,
     },
     Mutant {
         name: "no-parent-death-signal",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);",
-        to: "",
+        edits: &[Edit { file: "src/container.rs", from: "let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);", to: "" }],
         breaks: &["dies-with-runtime"],
+        diagnosis: None,
     },
     Mutant {
         name: "eperm-unexplained",
         step: "01-uts",
-        file: "src/container.rs",
-        from: "\"creating namespaces needs root (CAP_SYS_ADMIN); run it with sudo\"",
-        to: "\"failed\"",
+        edits: &[Edit { file: "src/container.rs", from: "\"creating namespaces needs root (CAP_SYS_ADMIN); run it with sudo\"", to: "\"failed\"" }],
         breaks: &["needs-root"],
+        diagnosis: None,
     },
     Mutant {
         // The hostname is set without a UTS namespace of its own: the host
         // is renamed (the check puts its name back).
         name: "uts-flag-dropped",
         step: "01-uts",
-        file: "src/uts.rs",
-        from: "    CloneFlags::CLONE_NEWUTS\n",
-        to: "    CloneFlags::empty()\n",
+        edits: &[Edit { file: "src/uts.rs", from: "    CloneFlags::CLONE_NEWUTS
+", to: "    CloneFlags::empty()
+" }],
         breaks: &["host-hostname-untouched"],
+        diagnosis: None,
     },
     Mutant {
         name: "mounts-left-shared",
         step: "03-mount-proc",
-        file: "src/mounts.rs",
-        from: "mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
-        to: "Ok::<(), nix::Error>(())",
+        edits: &[Edit { file: "src/mounts.rs", from: "mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)", to: "Ok::<(), nix::Error>(())" }],
         breaks: &["no-propagation-to-host"],
+        diagnosis: None,
     },
     Mutant {
         name: "setgroups-not-denied",
         step: "05-userns-mapping",
-        file: "src/userns.rs",
-        from: "write_proc_file(child, \"setgroups\", \"deny\")?;",
-        to: "",
+        edits: &[Edit { file: "src/userns.rs", from: "write_proc_file(child, \"setgroups\", \"deny\")?;", to: "" }],
         breaks: &["maps-root-to-caller", "root-inside"],
+        diagnosis: Some("setgroups first"),
     },
     Mutant {
         name: "child-left-waiting",
         step: "05-userns-mapping",
-        file: "src/main.rs",
-        from: "container::kill_and_reap(child);",
-        to: "let _ = container::wait_for_exit(child);",
+        edits: &[Edit { file: "src/main.rs", from: "container::kill_and_reap(child);", to: "let _ = container::wait_for_exit(child);" }],
         breaks: &["setup-failure-cleans-up"],
+        diagnosis: None,
     },
     Mutant {
         name: "forbidden-userns-unexplained",
         step: "05-userns-mapping",
-        file: "src/userns.rs",
-        from: "Some(why) => anyhow::anyhow!(\"{why} ({err:#})\"),",
-        to: "Some(_) => err,",
+        edits: &[Edit { file: "src/userns.rs", from: "Some(why) => anyhow::anyhow!(\"{why} ({err:#})\"),", to: "Some(_) => err," }],
         breaks: &["forbidden-userns-explained"],
+        diagnosis: None,
+    },
+    Mutant {
+        // With a user namespace the kernel turns a shared mount's copies into
+        // slaves, so pivot_root works on a shared / anyway (05+): the EINVAL
+        // students meet comes from running as real root with no user
+        // namespace and no MS_PRIVATE.
+        name: "no-userns-mounts-left-shared",
+        step: "06-pivot-root",
+        edits: &[
+            Edit { file: "src/main.rs", from: "    userns::clone_flag() | ", to: "    " },
+            Edit { file: "src/main.rs", from: "    userns::map_root_to_caller(child)\n", to: "    let _ = child;\n    Ok(())\n" },
+            Edit {
+                file: "src/mounts.rs",
+                from: "mount(None::<&str>, \"/\", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)",
+                to: "Ok::<(), nix::Error>(())",
+            },
+        ],
+        breaks: &["no-propagation-to-host"],
+        diagnosis: Some("make / private"),
+    },
+    Mutant {
+        name: "rootfs-not-bind-mounted",
+        step: "06-pivot-root",
+        edits: &[Edit {
+            file: "src/rootfs.rs",
+            from: "mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)",
+            to: "Ok::<(), nix::Error>(())",
+        }],
+        breaks: &["own-root-filesystem"],
+        diagnosis: Some("bind-mount the rootfs onto itself"),
+    },
+    Mutant {
+        name: "proc-mounted-after-detach",
+        step: "06-pivot-root",
+        edits: &[
+            Edit { file: "src/rootfs.rs", from: "    mounts::mount_proc(&root.join(\"proc\"))?;\n", to: "" },
+            Edit { file: "src/main.rs", from: "    rootfs::enter(&cli.rootfs)?;\n", to: "    rootfs::enter(&cli.rootfs)?;\n    mounts::mount_proc(std::path::Path::new(\"/proc\"))?;\n" },
+        ],
+        breaks: &["own-root-filesystem"],
+        diagnosis: Some("fully visible"),
+    },
+    Mutant {
+        name: "old-root-kept",
+        step: "06-pivot-root",
+        edits: &[Edit { file: "src/rootfs.rs", from: "umount2(\".\", MntFlags::MNT_DETACH).context(\"detaching the old root\")?;", to: "" }],
+        breaks: &["old-root-detached"],
+        diagnosis: None,
     },
 ];
 
@@ -155,6 +198,11 @@ pub fn build_all() -> Result<()> {
     let dir = mutants_dir();
     let _ = fs::remove_dir_all(dir.join("crates"));
     fs::create_dir_all(dir.join("crates"))?;
+    let mut names: Vec<&str> = MUTANTS.iter().map(|m| m.name).collect();
+    names.sort_unstable();
+    if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!("two mutants are named {}: each builds its own binary", twice[0]);
+    }
     let mut members = Vec::new();
     for mutant in MUTANTS {
         let _ = fs::remove_file(problem_file(mutant));
@@ -170,11 +218,19 @@ pub fn build_all() -> Result<()> {
         .collect::<Vec<_>>()
         .join("\n");
     fs::write(dir.join("Cargo.toml"), manifest)?;
+    // A mutant's default --rootfs is ../../rootfs from its crate, as for a
+    // solution: make that the real one.
+    let link = dir.join("rootfs");
+    if fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(workspace_root().join("rootfs"), &link)?;
+    }
     fs::copy(workspace_root().join("Cargo.lock"), dir.join("Cargo.lock"))?;
     let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--quiet", "--offline", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", dir.join("target"))
+        // A mutant's dead code warns; that is the point of it.
+        .env("RUSTFLAGS", "--cap-lints=allow")
         .status()
         .context("running cargo for the mutants")?;
     if !status.success() {
@@ -187,12 +243,14 @@ fn write_mutant(mutant: &Mutant) -> Result<()> {
     let step = Step::find(mutant.step).context("no such step")?;
     let crate_dir = mutants_dir().join("crates").join(mutant.name);
     copy_tree(&step.solution_dir(), &crate_dir)?;
-    let path = crate_dir.join(mutant.file);
-    let source = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    if source.matches(mutant.from).count() != 1 {
-        bail!("`{}` is not exactly once in solutions/{}/{}: update the mutant", mutant.from, mutant.step, mutant.file);
+    for edit in mutant.edits {
+        let path = crate_dir.join(edit.file);
+        let source = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        if source.matches(edit.from).count() != 1 {
+            bail!("`{}` is not exactly once in solutions/{}/{}: update the mutant", edit.from, mutant.step, edit.file);
+        }
+        fs::write(&path, source.replacen(edit.from, edit.to, 1))?;
     }
-    fs::write(&path, source.replacen(mutant.from, mutant.to, 1))?;
     let manifest = fs::read_to_string(crate_dir.join("Cargo.toml"))?
         .replace(&format!("name = \"{}\"", step.solution_package()), &format!("name = \"{}\"", package(mutant)))
         .replace(&format!("name = \"{}\"", step.solution_binary()), &format!("name = \"{}\"", package(mutant)));
@@ -226,9 +284,19 @@ pub fn trials() -> Vec<Trial> {
                 }
                 let step = Step::find(mutant.step).map_or(0, |s| s.number);
                 let target = Target::new(binary(mutant), step);
+                // Without a diagnosis to prove why it fails, it must still run
+                // containers, or it could fail for another reason.
+                if mutant.diagnosis.is_none() {
+                    let basic = checks::all().into_iter().find(|c| c.name == "runs-the-command").ok_or("no basic check")?;
+                    super::must_pass(&basic, &target).map_err(|f| format!("the mutant does not even run a container: {}", f.message().unwrap_or("")))?;
+                }
                 for name in mutant.breaks {
                     let check = checks::all().into_iter().find(|c| c.name == *name).ok_or(format!("no check {name}"))?;
-                    super::must_fail(&check, &target)?;
+                    let failure = super::must_fail(&check, &target)?;
+                    let hint = checker::report::diagnose(&failure.saw).unwrap_or(failure.hint);
+                    if let Some(want) = mutant.diagnosis.filter(|want| !hint.contains(want)) {
+                        return Err(format!("`{name}` failed, but its hint does not name the mistake ({want:?}): {hint}").into());
+                    }
                 }
                 Ok(())
             })

@@ -5,6 +5,7 @@ mod contract;
 mod ipc;
 mod mounts;
 mod pid;
+mod rootfs;
 mod userns;
 mod uts;
 
@@ -47,7 +48,7 @@ pub struct Failure {
 pub type Outcome = Result<(), Failure>;
 
 pub fn all() -> Vec<Check> {
-    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks()].concat()
+    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks()].concat()
 }
 
 /// Everything step `step` must pass: its layer's checks and every earlier one's.

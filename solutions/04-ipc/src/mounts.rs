@@ -7,6 +7,8 @@
 //! private. Then a new procfs can go over /proc: procfs shows the PID
 //! namespace of whoever mounts it, so `ps` sees only the container.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
@@ -27,10 +29,11 @@ pub fn make_mounts_private() -> Result<()> {
     // STUDENT END
 }
 
-/// Mounts a procfs for the container's PID namespace over /proc.
-pub fn mount_proc() -> Result<()> {
-    // STUDENT 03: mount a "proc" filesystem (source "proc", fstype "proc") on /proc, with MS_NOSUID | MS_NODEV | MS_NOEXEC.
+/// Mounts a procfs for the container's PID namespace on `target` (/proc).
+pub fn mount_proc(target: &Path) -> Result<()> {
+    // STUDENT 03: mount a "proc" filesystem (source "proc", fstype "proc") on target, with MS_NOSUID | MS_NODEV | MS_NOEXEC.
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>).context("mounting a new proc on /proc")
+    mount(Some("proc"), target, Some("proc"), flags, None::<&str>)
+        .with_context(|| format!("mounting a new proc on {}", target.display()))
     // STUDENT END
 }

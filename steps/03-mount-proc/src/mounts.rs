@@ -7,6 +7,8 @@
 //! private. Then a new procfs can go over /proc: procfs shows the PID
 //! namespace of whoever mounts it, so `ps` sees only the container.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
@@ -22,7 +24,7 @@ pub fn make_mounts_private() -> Result<()> {
     todo!("remount \"/\" with MS_REC | MS_PRIVATE (nix::mount::mount with no source, no fstype, no data).")
 }
 
-/// Mounts a procfs for the container's PID namespace over /proc.
-pub fn mount_proc() -> Result<()> {
-    todo!("mount a \"proc\" filesystem (source \"proc\", fstype \"proc\") on /proc, with MS_NOSUID | MS_NODEV | MS_NOEXEC.")
+/// Mounts a procfs for the container's PID namespace on `target` (/proc).
+pub fn mount_proc(target: &Path) -> Result<()> {
+    todo!("mount a \"proc\" filesystem (source \"proc\", fstype \"proc\") on target, with MS_NOSUID | MS_NODEV | MS_NOEXEC.")
 }

@@ -18,6 +18,7 @@ mod pid;
 mod uts;
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use anyhow::Result;
 use clap::Parser;
@@ -59,6 +60,6 @@ fn namespaces() -> CloneFlags {
 fn set_up_inside(cli: &Cli) -> Result<()> {
     mounts::make_mounts_private()?; // first, before any mount can leak to the host
     uts::set_hostname(&cli.hostname)?;
-    mounts::mount_proc()?;
+    mounts::mount_proc(Path::new("/proc"))?;
     ipc::mount_mqueue()
 }

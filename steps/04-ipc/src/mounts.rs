@@ -7,6 +7,8 @@
 //! private. Then a new procfs can go over /proc: procfs shows the PID
 //! namespace of whoever mounts it, so `ps` sees only the container.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
@@ -23,8 +25,9 @@ pub fn make_mounts_private() -> Result<()> {
         .context("making / private (mount --make-rprivate /)")
 }
 
-/// Mounts a procfs for the container's PID namespace over /proc.
-pub fn mount_proc() -> Result<()> {
+/// Mounts a procfs for the container's PID namespace on `target` (/proc).
+pub fn mount_proc(target: &Path) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>).context("mounting a new proc on /proc")
+    mount(Some("proc"), target, Some("proc"), flags, None::<&str>)
+        .with_context(|| format!("mounting a new proc on {}", target.display()))
 }

@@ -125,7 +125,7 @@ impl SetupGate {
     }
 
     /// In the parent: lets the child go on.
-    pub fn open(self) -> Result<()> {
+    pub fn open(&self) -> Result<()> {
         nix::unistd::write(&self.write_end, b"1").context("releasing the container")?;
         Ok(())
     }

@@ -20,6 +20,7 @@ mod userns;
 mod uts;
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use anyhow::Result;
 use clap::Parser;
@@ -76,6 +77,6 @@ fn set_up_outside(child: Pid) -> Result<()> {
 fn set_up_inside(cli: &Cli) -> Result<()> {
     mounts::make_mounts_private()?; // first, before any mount can leak to the host
     uts::set_hostname(&cli.hostname)?;
-    mounts::mount_proc()?;
+    mounts::mount_proc(Path::new("/proc"))?;
     ipc::mount_mqueue()
 }
