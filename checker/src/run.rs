@@ -46,9 +46,16 @@ impl Target {
         Target { who: As::Nobody, ..self.clone() }
     }
 
-    /// Steps 05 and later must also work started by an unprivileged user.
+    /// Steps 05 and 06 (and mini-docker) must also work started by an
+    /// unprivileged user; 07 and 08 need root for the host's network and
+    /// cgroups.
     pub fn supports_rootless(&self) -> bool {
-        self.step >= 5
+        matches!(self.step, 5 | 6 | 9)
+    }
+
+    /// Who the user-namespace checks start it as, and that user's uid.
+    pub fn caller(&self) -> (As, u32) {
+        if self.supports_rootless() { (As::Nobody, NOBODY) } else { (As::Root, 0) }
     }
 
     /// The binary's file name, as error messages print it.

@@ -173,6 +173,20 @@ const MUTANTS: &[Mutant] = &[
         breaks: &["old-root-detached"],
         diagnosis: None,
     },
+    Mutant {
+        name: "host-end-name-fixed",
+        step: "07-netns-veth",
+        edits: &[Edit { file: "src/net.rs", from: "host_interface: format!(\"ctlab{runtime}\")", to: "host_interface: \"ctlab0\".to_string()" }],
+        breaks: &["two-at-once"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "network-address-accepted",
+        step: "07-netns-veth",
+        edits: &[Edit { file: "src/net.rs", from: "if address == cidr.network() || address == cidr.broadcast() {", to: "if false {" }],
+        breaks: &["bad-ip-refused"],
+        diagnosis: None,
+    },
 ];
 
 fn mutants_dir() -> PathBuf {

@@ -4,6 +4,7 @@
 mod contract;
 mod ipc;
 mod mounts;
+mod net;
 mod pid;
 mod rootfs;
 mod userns;
@@ -48,7 +49,7 @@ pub struct Failure {
 pub type Outcome = Result<(), Failure>;
 
 pub fn all() -> Vec<Check> {
-    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks()].concat()
+    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks(), net::checks()].concat()
 }
 
 /// Everything step `step` must pass: its layer's checks and every earlier one's.

@@ -26,7 +26,8 @@ fn command_is_pid_1(t: &Target) -> Outcome {
 
 fn exit_ends_container(t: &Target) -> Outcome {
     const LEFT_BEHIND: [&str; 2] = ["sleep", "1002"];
-    let out = t.run(&["sh", "-c", "sleep 1002 & echo started"]);
+    // The pause lets the background sleep exec before sh exits.
+    let out = t.run(&["sh", "-c", "sleep 1002 & sleep 0.3; echo started"]);
     let survivors = poll(Duration::from_secs(2), || {
         let alive = processes_running(&LEFT_BEHIND);
         alive.is_empty().then_some(())

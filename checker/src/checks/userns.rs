@@ -5,15 +5,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use super::{every_step, expect, expect_stdout, fail, in_new_namespace, Check, Kind, Outcome};
-use crate::run::{host, processes_running, As, Target, NOBODY};
+use crate::run::{host, processes_running, Target};
 use crate::steps::workspace_root;
 
 pub fn checks() -> Vec<Check> {
     let check = |name, kind, proves, rootless, run| Check { name, layer: 5, kind, proves, applies: every_step, rootless, run };
     vec![
         check("user-namespace", Kind::Isolation, "the container is in a user namespace of its own", true, user_namespace),
-        check("root-inside", Kind::Isolation, "started by uid 65534, `id -u` inside prints 0", false, root_inside),
-        check("maps-root-to-caller", Kind::Isolation, "uid_map and gid_map inside read `0 65534 1` for uid 65534", false, maps_root_to_caller),
+        check("root-inside", Kind::Isolation, "started by uid 65534 (root from 07 on), `id -u` inside prints 0", false, root_inside),
+        check("maps-root-to-caller", Kind::Isolation, "uid_map and gid_map inside read `0 UID 1` for the caller's UID", false, maps_root_to_caller),
         check("files-owned-by-caller", Kind::Isolation, "a file root makes inside belongs to the caller outside", false, files_owned_by_caller),
         check("forbidden-userns-explained", Kind::Contract, "where user namespaces are disabled, it says which setting and how to allow it", false, forbidden_userns_explained),
         check("setup-failure-cleans-up", Kind::Contract, "if the parent's set-up fails, it exits 125 at once, the child killed", true, setup_failure_cleans_up),
@@ -25,14 +25,15 @@ fn user_namespace(t: &Target) -> Outcome {
 }
 
 fn root_inside(t: &Target) -> Outcome {
-    let out = t.run_as(&["id", "-u"], As::Nobody);
+    let out = t.run_as(&["id", "-u"], t.caller().0);
     expect_stdout(&out, "0", "write uid_map (\"0 <caller's uid> 1\") from the parent before the child goes on")
 }
 
 fn maps_root_to_caller(t: &Target) -> Outcome {
-    let out = t.run_as(&["cat", "/proc/self/uid_map", "/proc/self/gid_map"], As::Nobody);
+    let (who, uid) = t.caller();
+    let out = t.run_as(&["cat", "/proc/self/uid_map", "/proc/self/gid_map"], who);
     let lines: Vec<String> = out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-    let want = format!("0 {NOBODY} 1");
+    let want = format!("0 {uid} 1");
     let ok = out.status == Some(0) && lines == [want.clone(), want.clone()];
     let hint = "the parent writes \"deny\" to /proc/PID/setgroups, then \"0 UID 1\" to uid_map and \"0 GID 1\" to gid_map";
     expect(ok, &out, format!("two lines, `{want}` (uid_map) and `{want}` (gid_map)"), hint)
@@ -54,7 +55,8 @@ fn files_owned_by_caller(t: &Target) -> Outcome {
         (file.display().to_string(), file)
     };
     let script = format!("touch {inside} && ls -ln {inside}");
-    let out = t.run_as(&["sh", "-c", &script], As::Nobody);
+    let (who, uid) = t.caller();
+    let out = t.run_as(&["sh", "-c", &script], who);
     let owner = std::fs::metadata(&outside).map(|m| (m.uid(), m.gid()));
     let _ = std::fs::remove_file(&outside);
     if t.step < 6 {
@@ -62,10 +64,10 @@ fn files_owned_by_caller(t: &Target) -> Outcome {
     }
     let columns: Vec<&str> = out.stdout.split_whitespace().collect();
     let inside_owner = columns.get(2..4).map(|c| c.join(" "));
-    let ok = out.status == Some(0) && inside_owner.as_deref() == Some("0 0") && owner.as_ref().ok() == Some(&(NOBODY, NOBODY));
+    let ok = out.status == Some(0) && inside_owner.as_deref() == Some("0 0") && owner.as_ref().ok() == Some(&(uid, uid));
     let mut out = out;
     out.stdout.push_str(&format!("[checker: outside, {} belongs to {:?}]", outside.display(), owner.ok()));
-    expect(ok, &out, format!("owned by 0 0 inside (ls -ln), by {NOBODY} {NOBODY} outside"), "root inside is the caller outside: that is what the maps say")
+    expect(ok, &out, format!("owned by 0 0 inside (ls -ln), by {uid} {uid} outside"), "root inside is the caller outside: that is what the maps say")
 }
 
 fn make_world_writable(dir: &std::path::Path) -> std::io::Result<()> {
