@@ -63,9 +63,11 @@ pub fn hints(step: &Step) -> Result<Vec<Hint>> {
         if relative.extension().is_some_and(|e| e == "rs") {
             let text = fs::read_to_string(solution.join(&relative))?;
             let (_, found) = cut_student_blocks(&text, step.number)?;
+            // main.rs starts with the generated header.
+            let offset = if relative == Path::new("src/main.rs") { with_header("", step).lines().count() } else { 0 };
             hints.extend(found.into_iter().map(|(line, text)| Hint {
                 file: format!("steps/{}/{}", step.name, relative.display()),
-                line,
+                line: line + offset,
                 text,
             }));
         }
@@ -138,7 +140,7 @@ fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Cuts this step's blocks out of a source file; returns the new text and
-/// each cut block's (line, hint).
+/// each todo!()'s (line in the new text, hint).
 pub fn cut_student_blocks(source: &str, step: u8) -> Result<(String, Vec<(usize, String)>)> {
     let mut out = String::new();
     let mut hints = Vec::new();
@@ -157,7 +159,8 @@ pub fn cut_student_blocks(source: &str, step: u8) -> Result<(String, Vec<(usize,
             let (number, hint) = parse_block_start(rest).with_context(|| format!("line {}", index + 1))?;
             if number == step {
                 out.push_str(&format!("{indent}todo!(\"{}\")\n", hint.escape_default()));
-                hints.push((index + 1, hint.to_string()));
+                // The line of the todo!() in the skeleton, which is shorter.
+                hints.push((out.lines().count(), hint.to_string()));
             }
             open = Some((number, index + 1));
         } else if !matches!(open, Some((number, _)) if number == step) {
@@ -213,6 +216,8 @@ mod tests {
         let (code, hints) = cut_student_blocks(SOURCE, 2).unwrap();
         assert_eq!(code, "fn a() {\n    todo!(\"write a\")\n}\nfn b() {\n    2\n}\n");
         assert_eq!(hints, vec![(2, "write a".to_string())]);
+        let (_, hints) = cut_student_blocks(&format!("{SOURCE}{SOURCE}"), 2).unwrap();
+        assert_eq!(hints[1].0, 8, "the second todo!() is on line 8 of the skeleton");
     }
 
     #[test]

@@ -70,7 +70,7 @@ const KNOWN_MISTAKES: &[(&[&str], &str)] = &[
     ),
     (
         &["clone", "Operation not permitted"],
-        "clone() said EPERM: creating namespaces needs root here; run the checks as root or with sudo",
+        "clone() said EPERM: before chapter 05 creating namespaces needs root; from 05 on a host setting may forbid user namespaces (chapter 05 names them)",
     ),
 ];
 

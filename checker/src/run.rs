@@ -23,6 +23,19 @@ pub enum As {
     Root,
     /// uid/gid 65534 with no supplementary groups, via setpriv(1).
     Nobody,
+    /// Another unprivileged uid (and gid), one that is not the kernel's
+    /// overflow id: a child that maps itself by accident shows 65534.
+    Uid(u32),
+}
+
+impl As {
+    fn uid(self) -> Option<u32> {
+        match self {
+            As::Root => None,
+            As::Nobody => Some(NOBODY),
+            As::Uid(uid) => Some(uid),
+        }
+    }
 }
 
 /// The runtime under test.
@@ -65,11 +78,11 @@ impl Target {
 
     /// The command line that runs `args` with this runtime.
     pub fn command(&self, args: &[&str], who: As) -> Result<Command> {
-        let mut command = match who {
-            As::Root => Command::new(&self.binary),
-            As::Nobody => {
+        let mut command = match who.uid() {
+            None => Command::new(&self.binary),
+            Some(uid) => {
                 let mut c = Command::new("setpriv");
-                let id = NOBODY.to_string();
+                let id = uid.to_string();
                 c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"]);
                 c.arg(nobody_can_run(&self.binary)?);
                 c
@@ -106,7 +119,11 @@ impl Target {
 
     /// The command line as a shell would run it, for `sh -c` and script(1).
     pub fn shell_command(&self, args: &[&str]) -> Result<String> {
-        let command = self.command(args, self.who)?;
+        self.shell_command_as(args, self.who)
+    }
+
+    pub fn shell_command_as(&self, args: &[&str], who: As) -> Result<String> {
+        let command = self.command(args, who)?;
         let program = command.get_program().to_string_lossy().into_owned();
         let rest: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
@@ -115,7 +132,7 @@ impl Target {
 
     /// How a check says what it ran: `03-mount-proc sh -c 'echo $$'`.
     pub fn describe(&self, args: &[&str], who: As) -> String {
-        let prefix = if who == As::Nobody { "setpriv --reuid=65534 --regid=65534 --clear-groups " } else { "" };
+        let prefix = who.uid().map(|id| format!("setpriv --reuid={id} --regid={id} --clear-groups ")).unwrap_or_default();
         format!("{prefix}{} {}", self.program(), shell_words(args))
     }
 }
@@ -264,11 +281,17 @@ impl Running {
         let deadline = Instant::now() + timeout;
         let (status, hung) = loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => break (status.code().or(status.signal().map(|s| 128 + s)), false),
+                Ok(Some(status)) => {
+                    if status.signal() == Some(libc::SIGKILL) {
+                        remove_cgroups_of(self.pid());
+                    }
+                    break (status.code().or(status.signal().map(|s| 128 + s)), false);
+                }
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
                 _ => {
                     self.kill_group();
                     let _ = self.child.wait();
+                    remove_cgroups_of(self.pid());
                     break (None, true);
                 }
             }
@@ -281,8 +304,18 @@ impl Running {
         Output { ran: std::mem::take(&mut self.ran), status, stdout: lossy(&self.stdout), stderr: lossy(&self.stderr), hung }
     }
 
+    /// Kills the runtime and everything in its process group. The runtime
+    /// gets no chance to clean up: `finish` sweeps its cgroups.
     pub fn kill_group(&self) {
         unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+    }
+
+    /// Kills the container (every process below the runtime), as `kill -9`
+    /// of its PID 1 would: the runtime cleans up and exits 137.
+    pub fn kill_container(&self) {
+        for (pid, _) in descendants(self.pid()) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
 
@@ -291,8 +324,45 @@ impl Drop for Running {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.kill_group();
             let _ = self.child.wait();
+            remove_cgroups_of(self.pid());
         }
     }
+}
+
+/// Removes the cgroups (named ctlab-PID, from chapter 08 on) of a runtime
+/// that was SIGKILLed and so could not: what scripts/cleanup would do.
+pub fn remove_cgroups_of(runtime: i32) {
+    for directory in ctlab_cgroups().into_iter().filter(|(pid, _)| *pid == runtime).map(|(_, d)| d) {
+        // Its processes are dying: rmdir works once they are gone.
+        let _ = poll(Duration::from_secs(2), || (!directory.exists() || std::fs::remove_dir(&directory).is_ok()).then_some(()));
+    }
+}
+
+/// Removes every ctlab-PID cgroup whose runtime is gone: what a broken
+/// runtime (a student's, or a mutant) left. Called after each check.
+pub fn remove_orphaned_cgroups() {
+    for (pid, _) in ctlab_cgroups() {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            remove_cgroups_of(pid);
+        }
+    }
+}
+
+/// (runtime PID, directory) of every ctlab-PID cgroup, v1 and v2.
+fn ctlab_cgroups() -> Vec<(i32, PathBuf)> {
+    let root = Path::new("/sys/fs/cgroup");
+    let hierarchies = std::fs::read_dir(root).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_else(|_| Vec::new());
+    let mut found = Vec::new();
+    for parent in hierarchies.iter().map(PathBuf::as_path).chain([root]) {
+        let Ok(entries) = std::fs::read_dir(parent) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("ctlab-").and_then(|p| p.parse().ok()) {
+                found.push((pid, entry.path()));
+            }
+        }
+    }
+    found
 }
 
 /// Reads a pipe to its end in a thread; the buffer's second reference is
@@ -361,7 +431,7 @@ pub fn cmdline_of_runtime(target: &Target, args: &[&str]) -> Vec<String> {
     target
         .command(args, target.who)
         .map(|c| {
-            let skip = if target.who == As::Nobody { 7 } else { 0 };
+            let skip = if target.who == As::Root { 0 } else { 7 };
             let program = std::iter::once(c.get_program().to_string_lossy().into_owned());
             program.chain(c.get_args().map(|a| a.to_string_lossy().into_owned())).skip(skip).collect()
         })
@@ -376,6 +446,12 @@ pub fn processes_running(argv: &[&str]) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
         .filter(|&pid| cmdline(pid) == argv)
         .collect()
+}
+
+/// A `sleep` whose command line no other run on this machine shares (its
+/// length has the checker's PID in it), to find it or its leftovers.
+pub fn sleeper(tag: u32) -> [String; 2] {
+    ["sleep".to_string(), format!("{tag}{}", std::process::id())]
 }
 
 /// Polls `probe` until it returns Some, for up to `timeout`.
@@ -399,7 +475,7 @@ pub fn adopt_orphans() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
-/// Reaps every exited child. Call only between checks, when no [`Running`]
+/// Reaps every exited child and removes what dead runtimes left. Call only between checks, when no [`Running`]
 /// is alive: it would take their exit status too.
 pub fn reap_orphans() {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -408,6 +484,7 @@ pub fn reap_orphans() {
             break;
         }
     }
+    remove_orphaned_cgroups();
 }
 
 /// Moves the checker into a mount namespace of its own whose mounts are

@@ -122,7 +122,7 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "forbidden-userns-unexplained",
         step: "05-userns-mapping",
-        edits: &[Edit { file: "src/userns.rs", from: "Some(why) => anyhow::anyhow!(\"{why} ({err:#})\"),", to: "Some(_) => err," }],
+        edits: &[Edit { file: "src/userns.rs", from: "Some(why) if denied => anyhow::anyhow!(\"{why} ({text})\"),", to: "Some(_) if denied => err," }],
         breaks: &["forbidden-userns-explained"],
         diagnosis: None,
     },
@@ -185,6 +185,38 @@ const MUTANTS: &[Mutant] = &[
         step: "07-netns-veth",
         edits: &[Edit { file: "src/net.rs", from: "if address == cidr.network() || address == cidr.broadcast() {", to: "if false {" }],
         breaks: &["bad-ip-refused"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "cgroup-left-behind",
+        step: "08-cgroups",
+        edits: &[Edit { file: "src/cgroups.rs", from: "            while fs::remove_dir(directory).is_err()", to: "            while false && fs::remove_dir(directory).is_err()" }],
+        breaks: &["cgroup-removed"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "cpu-quota-in-ms",
+        step: "08-cgroups",
+        edits: &[Edit { file: "src/cgroups.rs", from: "(cpus * CPU_PERIOD_US as f64).round() as u64", to: "(cpus * 1000.0).round() as u64" }],
+        breaks: &["limits-written"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "limits-unchecked",
+        step: "08-cgroups",
+        edits: &[Edit { file: "src/cgroups.rs", from: "Ok(n) if n >= 1 => Ok(n),", to: "Ok(n) => Ok(n)," }],
+        breaks: &["bad-limits-refused"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "child-does-not-wait",
+        step: "05-userns-mapping",
+        edits: &[Edit {
+            file: "src/container.rs",
+            from: "        nix::unistd::close(self.write_end.as_raw_fd()).context(\"closing the gate's write end\")?;",
+            to: "        return Ok(());",
+        }],
+        breaks: &["child-waits-for-maps"],
         diagnosis: None,
     },
 ];

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{every_step, expect, expect_stdout, fail, Check, Failure, Kind, Outcome};
-use crate::run::{descendants, host, poll, processes_running, As, Output, Running, Target};
+use crate::run::{descendants, host, poll, processes_running, sleeper, As, Output, Running, Target};
 
 pub fn checks() -> Vec<Check> {
     let check = |name, proves, run| Check { name, layer: 1, kind: Kind::Contract, proves, applies: every_step, rootless: true, run };
@@ -46,7 +46,8 @@ fn exit_status(t: &Target) -> Outcome {
 }
 
 fn killed_by_signal(t: &Target) -> Outcome {
-    let (running, pid) = start_and_find(t, &["sleep", "1001"])?;
+    let sleeper = sleeper(1001);
+    let (running, pid) = start_and_find(t, &[&sleeper[0], &sleeper[1]])?;
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let out = running.finish(Duration::from_secs(5));
     let out = Output { ran: format!("{}, then kill -KILL <the container's host PID>", out.ran), ..out };
@@ -138,19 +139,20 @@ fn signals_forwarded(t: &Target) -> Outcome {
 }
 
 fn dies_with_runtime(t: &Target) -> Outcome {
-    const SLEEPER: [&str; 2] = ["sleep", "1004"];
-    let (running, _) = start_and_find(t, &SLEEPER)?;
+    let sleeper = sleeper(1004);
+    let sleeper = [sleeper[0].as_str(), sleeper[1].as_str()];
+    let (running, _) = start_and_find(t, &sleeper)?;
     unsafe { libc::kill(running.pid(), libc::SIGKILL) };
     let out = running.finish(Duration::from_secs(5));
-    let gone = poll(Duration::from_secs(3), || processes_running(&SLEEPER).is_empty().then_some(()));
-    for pid in processes_running(&SLEEPER) {
+    let gone = poll(Duration::from_secs(3), || processes_running(&sleeper).is_empty().then_some(()));
+    for pid in processes_running(&sleeper) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     let ran = format!("{}, then kill -KILL <runtime>", out.ran);
     let hint = "in the child, prctl(PR_SET_PDEATHSIG, SIGKILL): the kernel kills it when its parent dies";
     match gone {
         Some(()) => Ok(()),
-        None => fail(&ran, "no `sleep 1004` left on the host", "`sleep 1004` still running after 3 s", hint),
+        None => fail(&ran, "no `sleep` left on the host", "the container's `sleep` still running after 3 s", hint),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The behavioural checks, one module per layer. A step is checked against
 //! every check of its own layer and of all the layers before it.
 
+mod cgroups;
 mod contract;
 mod ipc;
 mod mounts;
@@ -49,7 +50,7 @@ pub struct Failure {
 pub type Outcome = Result<(), Failure>;
 
 pub fn all() -> Vec<Check> {
-    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks(), net::checks()].concat()
+    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks(), net::checks(), cgroups::checks()].concat()
 }
 
 /// Everything step `step` must pass: its layer's checks and every earlier one's.

@@ -46,7 +46,7 @@ fn address_and_default_route(t: &Target) -> Outcome {
     let inside = running.stdout_so_far();
     let gateway = inside.lines().find_map(|l| l.strip_prefix("default via ")?.split_whitespace().next().map(String::from));
     let host_side = host("ip", &["-o", "-4", "addr", "show", "dev", &name]);
-    running.kill_group();
+    running.kill_container();
     let out = running.finish(Duration::from_secs(5));
     let host_end_address = inet_address(&host_side.stdout);
     let ok = gateway.is_some() && gateway == host_end_address.map(|(a, _)| a.to_string()) && address != host_end_address.map_or(address, |(a, _)| a);
@@ -87,7 +87,7 @@ fn host_pings_container(t: &Target) -> Outcome {
     let name = host_end(&running);
     let route = host("ip", &["route", "get", &address.to_string()]);
     let out = host("ping", &["-c", "1", "-W", "2", &address.to_string()]);
-    running.kill_group();
+    running.kill_container();
     let _ = running.finish(Duration::from_secs(5));
     let via_veth = route.stdout.contains(&format!("dev {name}"));
     let out = Output { stdout: format!("{}[checker: ip route get {address}: {:?}]", out.stdout, route.stdout.trim()), ..out };
@@ -110,7 +110,7 @@ fn two_at_once(t: &Target) -> Outcome {
     let both_there = names.iter().all(|n| host_has(n));
     let pings: Vec<Output> = (0..2).map(|_| t.run(&["sh", "-c", &format!("ping -c 1 -W 2 {GATEWAY}")])).collect();
     for running in [first, second] {
-        running.kill_group();
+        running.kill_container();
         let _ = running.finish(Duration::from_secs(5));
     }
     if !both_there {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{every_step, expect, expect_stdout, in_new_namespace, Check, Kind, Outcome};
-use crate::run::{poll, processes_running, Target};
+use crate::run::{poll, processes_running, sleeper, Target};
 
 pub fn checks() -> Vec<Check> {
     let check = |name, proves, run| Check { name, layer: 2, kind: Kind::Isolation, proves, applies: every_step, rootless: true, run };
@@ -25,21 +25,23 @@ fn command_is_pid_1(t: &Target) -> Outcome {
 }
 
 fn exit_ends_container(t: &Target) -> Outcome {
-    const LEFT_BEHIND: [&str; 2] = ["sleep", "1002"];
+    let sleeper = sleeper(1002);
+    let left_behind = [sleeper[0].as_str(), sleeper[1].as_str()];
     // The pause lets the background sleep exec before sh exits.
-    let out = t.run(&["sh", "-c", "sleep 1002 & sleep 0.3; echo started"]);
+    let script = format!("sleep {} & sleep 0.3; echo started", sleeper[1]);
+    let out = t.run(&["sh", "-c", &script]);
     let survivors = poll(Duration::from_secs(2), || {
-        let alive = processes_running(&LEFT_BEHIND);
+        let alive = processes_running(&left_behind);
         alive.is_empty().then_some(())
     });
-    let leftovers = processes_running(&LEFT_BEHIND);
+    let leftovers = processes_running(&left_behind);
     for pid in &leftovers {
         unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
     let ok = !out.hung && out.status == Some(0) && survivors.is_some();
     let mut out = out;
     if !leftovers.is_empty() {
-        out.stderr.push_str(&format!("[checker: `sleep 1002` still ran on the host as PID {leftovers:?}]"));
+        out.stderr.push_str(&format!("[checker: its background sleep still ran on the host as PID {leftovers:?}]"));
     }
-    expect(ok, &out, "exit 0 at once, and no `sleep 1002` left on the host", "in a PID namespace the kernel kills the rest when PID 1 exits")
+    expect(ok, &out, "exit 0 at once, and no background sleep left on the host", "in a PID namespace the kernel kills the rest when PID 1 exits")
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use super::{every_step, expect, expect_stdout, fail, in_new_namespace, Check, Kind, Outcome};
-use crate::run::{host, processes_running, Target};
+use crate::run::{host, processes_running, As, Target};
 use crate::steps::workspace_root;
 
 pub fn checks() -> Vec<Check> {
@@ -14,6 +14,7 @@ pub fn checks() -> Vec<Check> {
         check("user-namespace", Kind::Isolation, "the container is in a user namespace of its own", true, user_namespace),
         check("root-inside", Kind::Isolation, "started by uid 65534 (root from 07 on), `id -u` inside prints 0", false, root_inside),
         check("maps-root-to-caller", Kind::Isolation, "uid_map and gid_map inside read `0 UID 1` for the caller's UID", false, maps_root_to_caller),
+        check("child-waits-for-maps", Kind::Isolation, "the command runs only after the maps are written, however late", false, child_waits_for_maps),
         check("files-owned-by-caller", Kind::Isolation, "a file root makes inside belongs to the caller outside", false, files_owned_by_caller),
         check("forbidden-userns-explained", Kind::Contract, "where user namespaces are disabled, it says which setting and how to allow it", false, forbidden_userns_explained),
         check("setup-failure-cleans-up", Kind::Contract, "if the parent's set-up fails, it exits 125 at once, the child killed", true, setup_failure_cleans_up),
@@ -29,14 +30,38 @@ fn root_inside(t: &Target) -> Outcome {
     expect_stdout(&out, "0", "write uid_map (\"0 <caller's uid> 1\") from the parent before the child goes on")
 }
 
+/// Rootless, also as uid 1234: 65534 is the kernel's overflow id too, which
+/// a child that maps itself before the parent could show by accident.
 fn maps_root_to_caller(t: &Target) -> Outcome {
-    let (who, uid) = t.caller();
-    let out = t.run_as(&["cat", "/proc/self/uid_map", "/proc/self/gid_map"], who);
-    let lines: Vec<String> = out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-    let want = format!("0 {uid} 1");
-    let ok = out.status == Some(0) && lines == [want.clone(), want.clone()];
-    let hint = "the parent writes \"deny\" to /proc/PID/setgroups, then \"0 UID 1\" to uid_map and \"0 GID 1\" to gid_map";
-    expect(ok, &out, format!("two lines, `{want}` (uid_map) and `{want}` (gid_map)"), hint)
+    let callers = if t.supports_rootless() { vec![t.caller(), (As::Uid(1234), 1234)] } else { vec![t.caller()] };
+    for (who, uid) in callers {
+        let out = t.run_as(&["cat", "/proc/self/uid_map", "/proc/self/gid_map"], who);
+        let lines: Vec<String> = out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        let want = format!("0 {uid} 1");
+        let ok = out.status == Some(0) && lines == [want.clone(), want.clone()];
+        let hint = "the parent writes \"deny\" to /proc/PID/setgroups, then \"0 UID 1\" to uid_map and \"0 GID 1\" to gid_map";
+        expect(ok, &out, format!("two lines, `{want}` (uid_map) and `{want}` (gid_map)"), hint)?;
+    }
+    Ok(())
+}
+
+/// strace holds every write(2) of the runtime's parent for 0.2 s: the maps
+/// come late. A child that did not wait at the gate runs `id -u` unmapped,
+/// as 65534, instead of 0. (The parent writes nothing before clone.)
+fn child_waits_for_maps(t: &Target) -> Outcome {
+    let who = t.caller().0;
+    let runtime = match t.shell_command_as(&["id", "-u"], who) {
+        Ok(command) => command,
+        Err(err) => return fail("strace", "it starts", format!("{err:#}"), ""),
+    };
+    let script = format!("exec strace -qq -o /dev/null -e trace=write -e inject=write:delay_enter=200000 {runtime}");
+    let out = host("sh", &["-c", &script]);
+    let out = crate::run::Output { ran: format!("strace -e inject=write:delay_enter=200000 {} id -u", t.describe(&[], who).trim_end()), ..out };
+    if out.stderr.contains("strace: not found") || out.stderr.contains("strace: No such file") {
+        return fail(&out.ran, "strace", "no strace here", "install strace (scripts/setup does)");
+    }
+    let hint = "the child must block reading the gate until the parent has written the maps, then go on";
+    expect(out.status == Some(0) && out.stdout_trimmed() == "0", &out, "`0` even when the maps come late", hint)
 }
 
 /// Before chapter 06 the container sees the host's files, so the check uses

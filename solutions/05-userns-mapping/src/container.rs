@@ -53,7 +53,7 @@ fn clone_child(flags: CloneFlags, stack: &mut [u8], child: &mut dyn FnMut() -> i
 /// Turns clone()'s errno into a cause and a fix.
 pub fn explain_clone_error(errno: Errno) -> anyhow::Error {
     let fix = match errno {
-        Errno::EPERM => "creating namespaces needs root (CAP_SYS_ADMIN); run it with sudo",
+        Errno::EPERM => "the kernel refused the new namespaces: with a user namespace an unprivileged user may create them, unless the host forbids it",
         Errno::ENOSPC => "the host's limit on namespaces is reached (see /proc/sys/user/max_*_namespaces)",
         Errno::EINVAL => "the kernel rejected this set of namespace flags",
         _ => "see clone(2), ERRORS",
@@ -123,7 +123,7 @@ impl SetupGate {
 
     /// In the child: blocks until the parent opens the gate.
     pub fn wait_for_parent(&self) -> Result<()> {
-        // STUDENT 05: close the child's copy of the write end first (nix::unistd::close(self.write_end.as_raw_fd())), or read() can never see end-of-file; then read one byte from read_end: 1 byte means go on, 0 (end-of-file) means the parent gave up (bail).
+        // STUDENT 05: block until the parent writes a byte to the pipe. Mind the child's own copy of the write end: while it is open, read() can never see end-of-file.
         nix::unistd::close(self.write_end.as_raw_fd()).context("closing the gate's write end")?;
         let mut byte = [0u8; 1];
         match nix::unistd::read(&self.read_end, &mut byte).context("waiting for the runtime")? {

@@ -47,9 +47,11 @@ fn write_proc_file(child: Pid, name: &str, content: &str) -> Result<()> {
 /// If the host forbids unprivileged user namespaces, names the setting and
 /// how to allow it, in front of the error it caused.
 pub fn explain_if_forbidden(err: anyhow::Error) -> anyhow::Error {
+    let text = format!("{err:#}");
+    let denied = ["Operation not permitted", "Permission denied", "No space left on device"].iter().any(|e| text.contains(e));
     match host_restriction() {
-        Some(why) => anyhow::anyhow!("{why} ({err:#})"),
-        None => err,
+        Some(why) if denied => anyhow::anyhow!("{why} ({text})"),
+        _ => err,
     }
 }
 

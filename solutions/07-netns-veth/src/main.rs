@@ -33,7 +33,7 @@ struct Cli {
     hostname: String,
 
     /// The directory to use as the container's root filesystem
-    #[arg(long, value_name = "DIR", default_value = rootfs::DEFAULT_ROOTFS, value_parser = rootfs::parse_rootfs)]
+    #[arg(long, value_name = "DIR", default_value = rootfs::default_rootfs(), value_parser = rootfs::parse_rootfs)]
     rootfs: PathBuf,
 
     /// The container's address, e.g. 10.10.0.2/24 [default: a /30 of 10.200.0.0/16 picked by PID]

@@ -38,7 +38,7 @@ struct Cli {
     hostname: String,
 
     /// The directory to use as the container's root filesystem
-    #[arg(long, value_name = "DIR", default_value = rootfs::DEFAULT_ROOTFS, value_parser = rootfs::parse_rootfs)]
+    #[arg(long, value_name = "DIR", default_value = rootfs::default_rootfs(), value_parser = rootfs::parse_rootfs)]
     rootfs: PathBuf,
 
     /// The command to run inside, with its arguments

@@ -51,7 +51,7 @@ fn clone_child(flags: CloneFlags, stack: &mut [u8], child: &mut dyn FnMut() -> i
 /// Turns clone()'s errno into a cause and a fix.
 pub fn explain_clone_error(errno: Errno) -> anyhow::Error {
     let fix = match errno {
-        Errno::EPERM => "creating namespaces needs root (CAP_SYS_ADMIN); run it with sudo",
+        Errno::EPERM => "the kernel refused the new namespaces: with a user namespace an unprivileged user may create them, unless the host forbids it",
         Errno::ENOSPC => "the host's limit on namespaces is reached (see /proc/sys/user/max_*_namespaces)",
         Errno::EINVAL => "the kernel rejected this set of namespace flags",
         _ => "see clone(2), ERRORS",

@@ -18,8 +18,16 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::mounts;
 
-/// The repository's rootfs/, built by scripts/build-rootfs.
-pub const DEFAULT_ROOTFS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rootfs");
+/// The repository's rootfs/, built by scripts/build-rootfs: two levels up
+/// from this crate (solutions/NN or steps/NN).
+pub fn default_rootfs() -> &'static str {
+    static DEFAULT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repository = crate_dir.parent().and_then(Path::parent).unwrap_or(crate_dir);
+        repository.join("rootfs").display().to_string()
+    });
+    &DEFAULT
+}
 
 /// The host devices a container needs, bind-mounted from the host's /dev:
 /// in a user namespace mknod(2) is not allowed.
@@ -28,17 +36,28 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// clap's check of --rootfs: a directory with the mount points we need.
 /// Done before anything is created, so a bad path leaves nothing behind.
 pub fn parse_rootfs(dir: &str) -> Result<PathBuf, String> {
-    let build = if Path::new(dir) == Path::new(DEFAULT_ROOTFS) { "; build it with scripts/build-rootfs" } else { "" };
-    let root = Path::new(dir).canonicalize().map_err(|err| format!("{err}{build}"))?;
+    let build = if dir == default_rootfs() { "; build it with scripts/build-rootfs" } else { "" };
+    let root = Path::new(dir).canonicalize().map_err(|err| format!("{err}{build}{}", unreadable(&err)))?;
     if !root.is_dir() {
         return Err("not a directory: give the rootfs directory".into());
     }
     for mount_point in ["proc", "dev"] {
-        if !root.join(mount_point).is_dir() {
-            return Err(format!("it has no {mount_point}/ directory to mount on: mkdir {}/{mount_point}", root.display()));
+        match std::fs::metadata(root.join(mount_point)) {
+            Ok(meta) if meta.is_dir() => {}
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => return Err(format!("{err}{}", unreadable(&err))),
+            _ => return Err(format!("it has no {mount_point}/ directory to mount on: mkdir {}/{mount_point}", root.display())),
         }
     }
     Ok(root)
+}
+
+/// The fix for a rootfs this user may not look into.
+fn unreadable(err: &std::io::Error) -> &'static str {
+    if err.kind() == std::io::ErrorKind::PermissionDenied {
+        "; whoever runs the container must be able to reach it: chmod o+rx the rootfs and o+x every directory above it"
+    } else {
+        ""
+    }
 }
 
 /// In the child, with mounts private: makes `root` the container's "/".
