@@ -1,12 +1,12 @@
 //! `cargo test`: the workshop's gate, like rustlings' `dev check`.
 //!
-//! - solution::NN::CHECK  every reference solution passes all its checks;
-//! - skeleton::NN          every generated skeleton builds and fails its own;
-//! - control::NN::CHECK    every isolation check fails against the step
-//!                         before (the layer is what makes it pass);
-//! - mutant::NAME          a solution broken on purpose fails the check
-//!                         that guards what was broken;
-//! - generator::steps-match-solutions  steps/ is what the generator writes.
+//! - `solution::NN::CHECK`: every reference solution passes all its checks;
+//! - `skeleton::NN`: every generated skeleton builds and fails its own;
+//! - `control::NN::CHECK`: every isolation check fails against the step
+//!   before (the layer is what makes it pass);
+//! - `mutant::NAME`: a solution broken on purpose fails the check that
+//!   guards what was broken;
+//! - `generator::steps-match-solutions`: steps/ is what the generator writes.
 //!
 //! Containers need root. Run as a user, it builds first, then re-runs
 //! itself with sudo; with neither root nor sudo it stops and says so.
