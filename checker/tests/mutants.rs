@@ -52,6 +52,25 @@ const MUTANTS: &[Mutant] = &[
         diagnosis: None,
     },
     Mutant {
+        name: "cannot-execute-is-127",
+        step: "01-uts",
+        edits: &[Edit { file: "src/container.rs", from: "_ => (EXIT_CANNOT_EXECUTE, format!(", to: "_ => (EXIT_NOT_FOUND, format!(" }],
+        breaks: &["cannot-execute"],
+        diagnosis: None,
+    },
+    Mutant {
+        // The runtime mounts in its own (the host's) namespace, not the child's.
+        name: "parent-mounts-on-host",
+        step: "03-mount-proc",
+        edits: &[Edit {
+            file: "src/main.rs",
+            from: "    container::forward_signals_to_container()?;",
+            to: "    container::forward_signals_to_container()?;\n    let _ = nix::mount::mount(Some(\"tmpfs\"), \"/mnt\", Some(\"tmpfs\"), nix::mount::MsFlags::empty(), None::<&str>);",
+        }],
+        breaks: &["host-mounts-unchanged"],
+        diagnosis: None,
+    },
+    Mutant {
         name: "clap-error-as-is",
         step: "01-uts",
         edits: &[Edit { file: "src/container.rs", from: "eprintln!(\"{PROGRAM}: {message} (see '{PROGRAM} --help')\");", to: "eprintln!(\"{rendered}{message}\");" }],

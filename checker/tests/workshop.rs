@@ -47,7 +47,7 @@ fn main() {
         }
     }
     adopt_orphans();
-    let trials: Vec<Trial> = [generator_trials(), solution_trials(), skeleton_trials(), control_trials(), mutants::trials()]
+    let trials: Vec<Trial> = [generator_trials(), cli_trials(), solution_trials(), skeleton_trials(), control_trials(), mutants::trials(), cleanup_trials()]
         .into_iter()
         .flatten()
         .collect();
@@ -84,6 +84,57 @@ fn generator_trials() -> Vec<Trial> {
             }
         }
         if stale.is_empty() { Ok(()) } else { Err(format!("run scripts/gen-steps: {}", stale.join(", ")).into()) }
+    })]
+}
+
+/// `cargo lab`'s own commands, run as the student would.
+fn cli_trials() -> Vec<Trial> {
+    let cases: [(&str, &[&str], &[&str]); 4] = [
+        ("list-shows-every-step", &["list"], &["01-uts", "05-userns-mapping", "09-mini-docker"]),
+        ("hint-lists-the-todos", &["hint", "01"], &["steps/01-uts/src/uts.rs:", "sethostname"]),
+        ("diff-shows-the-new-layer", &["diff", "02"], &["+++ ", "pid.rs", "CLONE_NEWPID"]),
+        ("gen-steps-check-passes", &["gen-steps", "--check"], &[]),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, args, wanted)| {
+            Trial::test(format!("cli::{name}"), move || {
+                let out = Command::new(release_dir().join("checker")).args(args).output().map_err(|e| e.to_string())?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let missing: Vec<&&str> = wanted.iter().filter(|w| !text.contains(**w)).collect();
+                if out.status.success() && missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("cargo lab {}: {}, missing {missing:?} in:\n{text}", args.join(" "), out.status).into())
+                }
+            })
+        })
+        .collect()
+}
+
+/// scripts/cleanup removes what a crashed run leaves: one of each kind,
+/// made here, must be gone after it.
+fn cleanup_trials() -> Vec<Trial> {
+    vec![Trial::test("cleanup::removes-leftovers", || {
+        let veth = "ctlabtest0";
+        let cgroups: Vec<PathBuf> = ["pids", "memory"].iter().map(|c| PathBuf::from(format!("/sys/fs/cgroup/{c}/ctlab-999999"))).collect();
+        let scratch = PathBuf::from("/tmp/ctlab-leftover-999999");
+        let made = Command::new("ip").args(["link", "add", veth, "type", "veth", "peer", "name", "ctlabtest1"]).status().map_err(|e| e.to_string())?;
+        if !made.success() {
+            return Err("could not make a veth to clean up".into());
+        }
+        let cgroups: Vec<PathBuf> = cgroups.into_iter().filter(|c| c.parent().is_some_and(|p| p.is_dir()) && std::fs::create_dir(c).is_ok()).collect();
+        std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+        let out = Command::new(workspace_root().join("scripts/cleanup")).output().map_err(|e| e.to_string())?;
+        let mut left: Vec<String> = cgroups.iter().chain([&scratch]).filter(|p| p.exists()).map(|p| p.display().to_string()).collect();
+        if std::path::Path::new("/sys/class/net").join(veth).exists() {
+            left.push(veth.into());
+        }
+        if out.status.success() && left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("scripts/cleanup ({}) left {left:?}; it said:\n{}", out.status, String::from_utf8_lossy(&out.stdout)).into())
+        }
     })]
 }
 
