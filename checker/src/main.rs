@@ -46,9 +46,13 @@ enum Action {
 }
 
 fn main() -> ExitCode {
-    // Die quietly on a closed pipe (`cargo lab list | head`), like other tools.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    if matches!(cli.command, Action::List | Action::Hint { .. } | Action::Diff { .. }) {
+        // Die quietly on a closed pipe (`cargo lab diff 03 | head`), like
+        // other tools. Not while checking: writing to a runtime that already
+        // exited must be an error, not the checker's death.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match dispatch(cli.command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -125,7 +129,9 @@ fn run_checks(step: &Step, binary: &Path) -> bool {
         return false;
     }
     let plan = checks::plan(&Target::new(binary, step.number));
-    println!("Checking {} ({} checks, layers 01 to {:02})", binary.display(), plan.len(), step.number);
+    let layers = if step.number == 1 { "layer 01".to_string() } else { format!("layers 01 to {:02}", step.number) };
+    println!("Checking {} ({} checks, {layers})", binary.display(), plan.len());
+    let hostname = host_hostname();
     let mut failures = 0;
     let mut last_failure = None;
     let mut rootless_started = false;
@@ -137,6 +143,10 @@ fn run_checks(step: &Step, binary: &Path) -> bool {
         }
         let outcome = (check.run)(target);
         reap_orphans();
+        if host_hostname() != hostname {
+            // A runtime renamed the host: put its name back for the next check.
+            let _ = nix::unistd::sethostname(&hostname);
+        }
         report::outcome(check, &outcome, &mut last_failure);
         failures += usize::from(outcome.is_err());
     }
@@ -147,6 +157,10 @@ fn run_checks(step: &Step, binary: &Path) -> bool {
         println!("{failures} of {} checks of {} fail. The chapter: steps/{}/README.md", plan.len(), step.name, step.name);
     }
     failures == 0
+}
+
+fn host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
 }
 
 fn progress_file() -> PathBuf {
@@ -166,12 +180,13 @@ fn list() -> Result<()> {
     for step in STEPS {
         let state = progress.lines().find_map(|l| l.strip_prefix(step.name)).map(str::trim);
         let mark = match (step.exists(), state) {
-            (false, _) => "  (not written yet)",
+            (false, _) => " ",
             (true, Some("passed")) => "✓",
             (true, Some(_)) => "✗",
             (true, None) => "·",
         };
-        println!("{mark:>3}  {:<20} {}", step.name, step.adds);
+        let later = if step.exists() { "" } else { "  (not written yet)" };
+        println!("{mark:>3}  {:<20} {}{later}", step.name, step.adds);
     }
     println!("\n✓ passes its checks  ✗ failed its last check  · not checked yet");
     Ok(())

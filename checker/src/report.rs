@@ -49,6 +49,10 @@ pub fn diagnose(saw: &str) -> Option<String> {
 /// (every text the output contains, what it means). Later chapters add theirs.
 const KNOWN_MISTAKES: &[(&[&str], &str)] = &[
     (
+        &["waitpid", "No child processes"],
+        "waitpid() cannot see the child (ECHILD): clone() needs SIGCHLD as the child's exit signal, Some(Signal::SIGCHLD as i32)",
+    ),
+    (
         &["pivot_root", "Invalid argument"],
         "pivot_root said EINVAL: the new root must be a mount point (bind-mount the rootfs onto itself) and no mount involved may be shared: make / private (MS_REC | MS_PRIVATE) first",
     ),

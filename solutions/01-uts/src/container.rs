@@ -74,7 +74,9 @@ fn run_child(command: &[OsString], set_up_inside: &mut dyn FnMut() -> Result<()>
     outcome.unwrap_or(EXIT_RUNTIME_ERROR)
 }
 
-/// If the runtime dies (even by SIGKILL) the container dies with it.
+/// If the runtime dies (even by SIGKILL) the container dies with it. A
+/// runtime that dies before this call is not noticed (getppid() cannot tell
+/// inside a PID namespace, where the parent is always 0).
 fn die_with_parent() {
     // Best effort: failing here only loses that guarantee.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -125,7 +127,8 @@ extern "C" fn forward_signal(signal: libc::c_int) {
 
 /// Signals sent to the runtime (Ctrl-C, `kill`, a closing terminal) are
 /// passed on to the container instead of killing the runtime alone.
-/// Installed before clone(), so no signal can slip between the two.
+/// Installed before clone(), so none can kill the runtime and strand the
+/// container; one that arrives before the child's PID is stored is dropped.
 pub fn forward_signals_to_container() -> Result<()> {
     let action = SigAction::new(SigHandler::Handler(forward_signal), SaFlags::SA_RESTART, SigSet::empty());
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
