@@ -133,7 +133,8 @@ fn cleanup_trials() -> Vec<Trial> {
         if out.status.success() && left.is_empty() {
             Ok(())
         } else {
-            Err(format!("scripts/cleanup ({}) left {left:?}; it said:\n{}", out.status, String::from_utf8_lossy(&out.stdout)).into())
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            Err(format!("scripts/cleanup ({}) left {left:?}; it said:\n{said}", out.status).into())
         }
     })]
 }
