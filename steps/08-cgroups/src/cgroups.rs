@@ -177,7 +177,17 @@ fn enable_controllers(parent: &Path, wanted: &[&str]) -> Result<()> {
         bail!("cgroup v2 here offers no {missing:?} controller (cgroup.controllers: {:?})", available.trim());
     }
     let enable: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
-    write(&parent.join("cgroup.subtree_control"), &enable.join(" "))
+    let control = parent.join("cgroup.subtree_control");
+    match fs::write(&control, enable.join(" ")) {
+        // Only the real root may hold processes and enable controllers
+        // for its children; inside a container's cgroup namespace,
+        // /sys/fs/cgroup is not the real root.
+        Err(err) if err.raw_os_error() == Some(libc::EBUSY) => bail!(
+            "cannot enable controllers in {}: it holds processes and is not the real root cgroup (inside a container?), which cgroup v2 forbids; run on the host, or move those processes into a child cgroup first",
+            control.display()
+        ),
+        result => result.with_context(|| format!("writing {:?} to {}", enable.join(" "), control.display())),
+    }
 }
 
 /// Where a v1 controller's hierarchy is mounted (/sys/fs/cgroup/memory...),
