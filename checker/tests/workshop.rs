@@ -47,7 +47,7 @@ fn main() {
         }
     }
     adopt_orphans();
-    let trials: Vec<Trial> = [generator_trials(), cli_trials(), solution_trials(), skeleton_trials(), control_trials(), mutants::trials(), cleanup_trials()]
+    let trials: Vec<Trial> = [generator_trials(), copies_trials(), cli_trials(), solution_trials(), skeleton_trials(), control_trials(), mutants::trials(), cleanup_trials()]
         .into_iter()
         .flatten()
         .collect();
@@ -84,6 +84,31 @@ fn generator_trials() -> Vec<Trial> {
             }
         }
         if stale.is_empty() { Ok(()) } else { Err(format!("run scripts/gen-steps: {}", stale.join(", ")).into()) }
+    })]
+}
+
+/// Each step carries its own copy of the earlier layers' modules, so that
+/// `diff -r` between neighbours reads like the chapter. A fix must reach
+/// every copy: a module must be the same file in every step that has it,
+/// but where a chapter changes it on purpose (listed here).
+fn copies_trials() -> Vec<Trial> {
+    const CHANGED_BY: &[(&str, &str)] = &[("src/container.rs", "05-userns-mapping")];
+    vec![Trial::test("solutions::layer-modules-agree", || {
+        let mut drift = Vec::new();
+        let steps: Vec<_> = existing().collect();
+        for pair in steps.windows(2) {
+            let (before, after) = (pair[0].solution_dir(), pair[1].solution_dir());
+            let Ok(entries) = std::fs::read_dir(before.join("src")) else { continue };
+            for entry in entries.flatten() {
+                let file = format!("src/{}", entry.file_name().to_string_lossy());
+                let (old, new) = (std::fs::read(before.join(&file)).ok(), std::fs::read(after.join(&file)).ok());
+                let intended = CHANGED_BY.contains(&(file.as_str(), pair[1].name)) || file == "src/main.rs";
+                if new.is_some() && old != new && !intended {
+                    drift.push(format!("{file}: {} -> {}", pair[0].name, pair[1].name));
+                }
+            }
+        }
+        if drift.is_empty() { Ok(()) } else { Err(format!("copies differ (apply the fix to every step): {drift:?}").into()) }
     })]
 }
 
