@@ -24,13 +24,15 @@ pub fn outcome(check: &Check, outcome: &Outcome, last_failure: &mut Option<Strin
     match outcome {
         Ok(()) => passed(check),
         Err(failure) => {
-            let todo = failure.saw.split_once("not yet implemented: ").map(|(_, t)| t.to_string());
-            if todo.is_some() && &todo == last_failure {
-                println!("  {} {:<28} {}  (the same todo!())", paint("✗", RED), check.name, check.proves);
+            // The same todo!() reached, or the same early error, again.
+            let key = failure.saw.split_once("not yet implemented: ").map_or(failure.saw.clone(), |(_, t)| t.to_string());
+            if last_failure.as_ref() == Some(&key) {
+                let same = if failure.saw.contains("not yet implemented") { "the same todo!()" } else { "the same failure as above" };
+                println!("  {} {:<28} {}  ({same})", paint("✗", RED), check.name, check.proves);
             } else {
                 failed(check, failure);
             }
-            *last_failure = todo;
+            *last_failure = Some(key);
         }
     }
 }

@@ -207,6 +207,18 @@ const MUTANTS: &[Mutant] = &[
         diagnosis: None,
     },
     Mutant {
+        // The command starts before it is in its cgroup: a fork loop races
+        // ahead of pids.max.
+        name: "cgroup-joined-too-late",
+        step: "08-cgroups",
+        edits: &[
+            Edit { file: "src/main.rs", from: "    // Before the gate opens: the command must never run outside its limits.\n    cgroup.add(child)\n", to: "    let _ = cgroup;\n    Ok(())\n" },
+            Edit { file: "src/main.rs", from: "    container::wait_for_exit(child)\n", to: "    cgroup.add(child)?;\n    container::wait_for_exit(child)\n" },
+        ],
+        breaks: &["fork-loop-capped"],
+        diagnosis: None,
+    },
+    Mutant {
         name: "cgroup-left-behind",
         step: "08-cgroups",
         edits: &[Edit { file: "src/cgroups.rs", from: "            while fs::remove_dir(directory).is_err()", to: "            while false && fs::remove_dir(directory).is_err()" }],

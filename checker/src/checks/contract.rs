@@ -159,7 +159,10 @@ fn dies_with_runtime(t: &Target) -> Outcome {
 fn needs_root(t: &Target) -> Outcome {
     let out = t.run_as(&["true"], As::Nobody);
     let ok = out.status == Some(125) && one_line(&out.stderr) && out.stderr.to_lowercase().contains("root");
-    let hint = "clone() fails with EPERM without CAP_SYS_ADMIN: say it needs root (sudo), exit 125";
+    let hint = match t.step {
+        1..=4 => "clone() fails with EPERM without CAP_SYS_ADMIN: say it needs root (sudo), exit 125",
+        _ => "the veth's host end (07) and the host's cgroups (08) need root: check geteuid() first, say so, exit 125",
+    };
     expect(ok, &out, "exit 125 and one line saying it needs root", hint)
 }
 

@@ -120,11 +120,15 @@ impl Cgroup {
     }
 
     fn create_v1(&mut self, name: &str, limits: &Limits) -> Result<()> {
-        for controller in ["memory", "pids", "cpu"] {
-            let directory = v1_hierarchy(controller)?.join(name);
-            self.make(&directory)?;
+        let [memory, pids, cpu] = ["memory", "pids", "cpu"].map(|c| v1_hierarchy(c).map(|h| h.join(name)));
+        let (memory, pids, cpu) = (memory?, pids?, cpu?);
+        for directory in [&memory, &pids, &cpu] {
+            // Two controllers may share one hierarchy: one directory then.
+            if !self.directories.contains(directory) {
+                self.make(directory)?;
+            }
         }
-        write_limits_v1(&self.directories[0], &self.directories[1], &self.directories[2], limits)
+        write_limits_v1(&memory, &pids, &cpu, limits)
     }
 
     fn make(&mut self, directory: &Path) -> Result<()> {
@@ -183,6 +187,10 @@ fn write_limits_v1(memory: &Path, pids: &Path, cpu: &Path, limits: &Limits) -> R
     // STUDENT 08: for each limit that is Some, write memory.limit_in_bytes (in memory), pids.max (in pids), and cpu.cfs_period_us then cpu.cfs_quota_us (in cpu).
     if let Some(bytes) = limits.memory_bytes {
         write(&memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
+        // Memory + swap, where the kernel accounts swap: no swapping past it.
+        if memory.join("memory.memsw.limit_in_bytes").exists() {
+            write(&memory.join("memory.memsw.limit_in_bytes"), &bytes.to_string())?;
+        }
     }
     if let Some(max) = limits.pids {
         write(&pids.join("pids.max"), &max.to_string())?;
@@ -237,6 +245,10 @@ fn v1_hierarchy(controller: &str) -> Result<PathBuf> {
         .with_context(|| format!("no cgroup v1 hierarchy has the {controller} controller mounted"))
 }
 
+/// Writes a cgroup file, which must exist: without O_CREAT a misspelt name
+/// or a controller that is not enabled reads ENOENT, not EACCES.
 fn write(file: &Path, value: &str) -> Result<()> {
-    fs::write(file, value).with_context(|| format!("writing {value:?} to {}", file.display()))
+    let open = fs::OpenOptions::new().write(true).open(file);
+    open.and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+        .with_context(|| format!("writing {value:?} to {}", file.display()))
 }

@@ -77,9 +77,9 @@ fn run(cli: &Cli) -> Result<i32> {
     net::require_root()?;
     let plan = net::Plan::new(cli.ip);
     let limits = cgroups::Limits { memory_bytes: cli.memory, pids: cli.pids, cpus: cli.cpus };
+    container::forward_signals_to_container()?;
     // Made before the child, removed when `cgroup` goes out of scope.
     let cgroup = cgroups::Cgroup::create(&limits)?;
-    container::forward_signals_to_container()?;
     let gate = container::SetupGate::new()?;
     let child = container::spawn(namespaces(), &cli.command, || {
         gate.wait_for_parent()?;
