@@ -127,7 +127,7 @@ fn setup_failure_cleans_up(t: &Target) -> Outcome {
     };
     let script = format!("mount -t tmpfs none /proc && exec {runtime}");
     let out = host("unshare", &["--mount", "sh", "-c", &script]);
-    let out = crate::run::Output { ran: format!("unshare --mount sh -c 'mount -t tmpfs none /proc; exec {} sleep 1005'", t.program()), ..out };
+    let out = crate::run::Output { ran: format!("unshare --mount sh -c 'mount -t tmpfs none /proc; exec {}'", t.describe(&args, t.who)), ..out };
     let copy_of_runtime: Vec<String> = crate::run::cmdline_of_runtime(t, &args);
     let words: Vec<&str> = copy_of_runtime.iter().map(String::as_str).collect();
     let left = processes_running(&words);
