@@ -123,7 +123,7 @@ impl SetupGate {
 
     /// In the child: blocks until the parent opens the gate.
     pub fn wait_for_parent(&self) -> Result<()> {
-        todo!("block until the parent writes a byte to the pipe. Mind the child\'s own copy of the write end: while it is open, read() can never see end-of-file.")
+        todo!("block until the parent writes a byte to the pipe. Mind the child's own copy of the write end: while it is open, read() can never see end-of-file.")
     }
 
     /// In the parent: lets the child go on.

@@ -108,7 +108,7 @@ pub fn require_root() -> Result<()> {
 /// In the parent, while the child waits: creates the pair with its peer
 /// already in the child's namespace, and sets up the host end.
 pub fn connect_to_host(child: Pid, plan: &Plan) -> Result<()> {
-    todo!("open a Netlink, create_veth_pair(host_interface, CONTAINER_INTERFACE, child\'s PID), then give the host end host_address with the container\'s prefix length and set it up.")
+    todo!("open a Netlink, create_veth_pair(host_interface, CONTAINER_INTERFACE, child's PID), then give the host end host_address with the container's prefix length and set it up.")
 }
 
 /// In the child, inside its network namespace: loopback up, the address on

@@ -140,7 +140,7 @@ impl Cgroup {
     /// Moves the (waiting) child into the cgroup: it and everything it
     /// starts from now on are held to the limits.
     pub fn add(&self, child: Pid) -> Result<()> {
-        todo!("write the child\'s PID into cgroup.procs of every directory of this cgroup (one for v2, one per controller for v1).")
+        todo!("write the child's PID into cgroup.procs of every directory of this cgroup (one for v2, one per controller for v1).")
     }
 }
 
