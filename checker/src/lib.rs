@@ -5,6 +5,7 @@
 pub mod build;
 pub mod checks;
 pub mod generate;
+pub mod host;
 pub mod report;
 pub mod run;
 pub mod steps;

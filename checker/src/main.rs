@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use checker::build::{build_release, have_sudo, is_root};
-use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, shield_host_mounts, As, Target, NOBODY};
+use checker::host::{adopt_orphans, reap_orphans, shield_host_mounts};
+use checker::run::{remove_scratch_binaries, As, Target, NOBODY};
 use checker::steps::{existing, release_dir, workspace_root, Step, STEPS};
 use checker::{checks, generate, report};
 

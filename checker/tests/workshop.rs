@@ -18,7 +18,8 @@ use std::process::Command;
 use checker::build::{build_release, have_sudo, is_root};
 use checker::checks::{self, Check, Kind};
 use checker::generate;
-use checker::run::{adopt_orphans, reap_orphans, remove_scratch_binaries, shield_host_mounts, As, Target};
+use checker::host::{adopt_orphans, reap_orphans, shield_host_mounts};
+use checker::run::{remove_scratch_binaries, As, Target};
 use checker::steps::{existing, release_dir, workspace_root};
 use libtest_mimic::{Arguments, Failed, Trial};
 

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{every_step, expect, fail, Check, Failure, Kind, Outcome};
-use crate::run::{descendants, host, poll, sleeper, Output, Running, Target};
+use crate::host::{descendants, sleeper};
+use crate::run::{host, poll, Output, Running, Target};
 
 pub fn checks() -> Vec<Check> {
     let check = |name, kind, proves, run| Check { name, layer: 8, kind, proves, applies: every_step, rootless: false, run };

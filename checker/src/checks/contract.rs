@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::{every_step, expect, expect_stdout, fail, Check, Failure, Kind, Outcome};
-use crate::run::{descendants, host, poll, processes_running, sleeper, As, Output, Running, Target};
+use crate::host::{descendants, processes_running, sleeper};
+use crate::run::{host, poll, As, Output, Running, Target};
 
 pub fn checks() -> Vec<Check> {
     let check = |name, proves, run| Check { name, layer: 1, kind: Kind::Contract, proves, applies: every_step, rootless: true, run };

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::{every_step, expect, expect_stdout, in_new_namespace, Check, Kind, Outcome};
-use crate::run::{poll, processes_running, sleeper, Target};
+use crate::host::{processes_running, sleeper};
+use crate::run::{poll, Target};
 
 pub fn checks() -> Vec<Check> {
     let check = |name, proves, run| Check { name, layer: 2, kind: Kind::Isolation, proves, applies: every_step, rootless: true, run };

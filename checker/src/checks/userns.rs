@@ -5,7 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use super::{every_step, expect, expect_stdout, fail, in_new_namespace, Check, Kind, Outcome};
-use crate::run::{host, processes_running, As, Target};
+use crate::host::{cmdline_of_runtime, processes_running};
+use crate::run::{host, As, Target};
 use crate::steps::workspace_root;
 
 pub fn checks() -> Vec<Check> {
@@ -128,7 +129,7 @@ fn setup_failure_cleans_up(t: &Target) -> Outcome {
     let script = format!("mount -t tmpfs none /proc && exec {runtime}");
     let out = host("unshare", &["--mount", "sh", "-c", &script]);
     let out = crate::run::Output { ran: format!("unshare --mount sh -c 'mount -t tmpfs none /proc; exec {}'", t.describe(&args, t.who)), ..out };
-    let copy_of_runtime: Vec<String> = crate::run::cmdline_of_runtime(t, &args);
+    let copy_of_runtime: Vec<String> = cmdline_of_runtime(t, &args);
     let words: Vec<&str> = copy_of_runtime.iter().map(String::as_str).collect();
     let left = processes_running(&words);
     for pid in &left {
