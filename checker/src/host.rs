@@ -132,3 +132,20 @@ pub fn shield_host_mounts() -> Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS) for the checks")?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).context("making the checks' mounts slaves")
 }
+
+/// After each check of mini-docker: removes the containers checks named
+/// (ctlab-*) that a failing check left, then prunes, as root and rootless,
+/// so one check's leftovers cannot fail the next.
+pub fn tidy_engine(target: &Target) {
+    if !target.is_engine() {
+        return;
+    }
+    for who in [As::Root, As::Nobody] {
+        let engine = Target { who, ..target.raw() };
+        let listed = engine.run(&["ps", "-a"]);
+        for name in listed.stdout.lines().skip(1).filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("ctlab-")) {
+            let _ = engine.run(&["rm", "-f", name]);
+        }
+        let _ = engine.run(&["prune"]);
+    }
+}

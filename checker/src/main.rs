@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use checker::build::{build_release, have_sudo, is_root};
-use checker::host::{adopt_orphans, reap_orphans, shield_host_mounts};
+use checker::host::{adopt_orphans, reap_orphans, shield_host_mounts, tidy_engine};
 use checker::run::{remove_scratch_binaries, As, Target, NOBODY};
 use checker::steps::{existing, release_dir, workspace_root, Step, STEPS};
 use checker::{checks, generate, report};
@@ -143,6 +143,7 @@ fn run_checks(step: &Step, binary: &Path) -> bool {
             rootless_started = true;
         }
         let outcome = (check.run)(target);
+        tidy_engine(target);
         reap_orphans();
         if host_hostname() != hostname {
             // A runtime renamed the host: put its name back for the next check.

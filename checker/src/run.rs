@@ -49,16 +49,72 @@ pub struct Target {
     pub step: u8,
     /// Who starts it: root, or from step 05 on also an unprivileged user.
     pub who: As,
+    /// For mini-docker (09): pass the arguments as they are, instead of
+    /// turning the earlier chapters' `[OPTIONS] COMMAND` into `run ...`.
+    pub raw: bool,
 }
 
 impl Target {
     pub fn new(binary: impl Into<PathBuf>, step: u8) -> Self {
-        Target { binary: binary.into(), step, who: As::Root }
+        Target { binary: binary.into(), step, who: As::Root, raw: false }
     }
 
     /// The same runtime, started by an unprivileged user.
     pub fn rootless(&self) -> Self {
         Target { who: As::Nobody, ..self.clone() }
+    }
+
+    /// The same runtime, given mini-docker's own command lines.
+    pub fn raw(&self) -> Self {
+        Target { raw: true, ..self.clone() }
+    }
+
+    /// Whether this is mini-docker (09), whose CLI has subcommands.
+    pub fn is_engine(&self) -> bool {
+        self.step >= 9
+    }
+
+    /// The host end of the veth of the container run by `runtime`.
+    pub fn host_end(&self, runtime: i32) -> String {
+        if self.is_engine() { format!("mdk{runtime}") } else { format!("ctlab{runtime}") }
+    }
+
+    /// How the container's cgroup is named: ctlab-<runtime PID> up to 08,
+    /// mini-docker-<container name> in 09.
+    pub fn cgroup_prefix(&self) -> &'static str {
+        if self.is_engine() { "mini-docker-" } else { "ctlab-" }
+    }
+
+    /// The earlier chapters' `[OPTIONS] COMMAND` as mini-docker's `run --rm
+    /// [OPTIONS] ROOTFS COMMAND` (rootless with --network none): --rootfs
+    /// becomes the ROOTFS argument, --pids is --pids-limit.
+    pub fn cli_args(&self, args: &[&str], who: As) -> Vec<String> {
+        if !self.is_engine() || self.raw {
+            return args.iter().map(|a| a.to_string()).collect();
+        }
+        let mut out: Vec<String> = vec!["run".into(), "--rm".into()];
+        if who != As::Root {
+            out.extend(["--network".into(), "none".into()]);
+        }
+        let mut rootfs = crate::steps::workspace_root().join("rootfs").display().to_string();
+        let mut rest = args;
+        while let Some((option, after)) = rest.split_first().filter(|(a, _)| a.starts_with("--")) {
+            let value = after.first().map(|v| v.to_string());
+            rest = after;
+            match (*option, value) {
+                ("--rootfs", Some(dir)) => rootfs = dir,
+                ("--pids", Some(n)) => out.extend(["--pids-limit".to_string(), n]),
+                ("--hostname" | "--memory" | "--cpus" | "--ip", Some(v)) => out.extend([option.to_string(), v]),
+                _ => {
+                    out.push(option.to_string());
+                    continue;
+                }
+            }
+            rest = &rest[1..];
+        }
+        out.push(rootfs);
+        out.extend(rest.iter().map(|a| a.to_string()));
+        out
     }
 
     /// Steps 05 and 06 (and mini-docker) must also work started by an
@@ -90,7 +146,12 @@ impl Target {
                 c
             }
         };
-        command.args(args).env_remove("RUST_BACKTRACE");
+        command.args(self.cli_args(args, who)).env_remove("RUST_BACKTRACE");
+        if who != As::Root {
+            // mini-docker's rootless state then goes to /tmp/mini-docker-UID,
+            // not into root's runtime directory.
+            command.env_remove("XDG_RUNTIME_DIR");
+        }
         Ok(command)
     }
 
@@ -129,13 +190,16 @@ impl Target {
         let program = command.get_program().to_string_lossy().into_owned();
         let rest: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-        Ok(format!("{} {}", shell_words(&[&program]), shell_words(&rest)))
+        let env = if who == As::Root { "" } else { "env -u XDG_RUNTIME_DIR " };
+        Ok(format!("{env}{} {}", shell_words(&[&program]), shell_words(&rest)))
     }
 
     /// How a check says what it ran: `03-mount-proc sh -c 'echo $$'`.
     pub fn describe(&self, args: &[&str], who: As) -> String {
         let prefix = who.uid().map(|id| format!("setpriv --reuid={id} --regid={id} --clear-groups ")).unwrap_or_default();
-        format!("{prefix}{} {}", self.program(), shell_words(args))
+        let args = self.cli_args(args, who);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        format!("{prefix}{} {}", self.program(), shell_words(&args))
     }
 }
 
@@ -156,7 +220,11 @@ fn nobody_can_run(binary: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
     let copy = dir.join(binary.file_name().context("binary has no name")?);
-    std::fs::copy(binary, &copy).with_context(|| format!("copying {} for uid {NOBODY}", binary.display()))?;
+    // Copied aside, then renamed over: a detached mini-docker may still be
+    // running the previous copy, which cannot be written (ETXTBSY).
+    let fresh = dir.join(".copying");
+    std::fs::copy(binary, &fresh).with_context(|| format!("copying {} for uid {NOBODY}", binary.display()))?;
+    std::fs::rename(&fresh, &copy).with_context(|| format!("copying {} for uid {NOBODY}", binary.display()))?;
     Ok(copy)
 }
 

@@ -3,6 +3,7 @@
 
 mod cgroups;
 mod contract;
+mod engine;
 mod ipc;
 mod mounts;
 mod net;
@@ -50,7 +51,7 @@ pub struct Failure {
 pub type Outcome = Result<(), Failure>;
 
 pub fn all() -> Vec<Check> {
-    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks(), net::checks(), cgroups::checks()].concat()
+    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks(), net::checks(), cgroups::checks(), engine::checks()].concat()
 }
 
 /// Everything step `step` must pass: its layer's checks and every earlier one's.
@@ -74,6 +75,11 @@ pub fn introduced_by(step: u8) -> Vec<Check> {
 
 fn every_step(_: u8) -> bool {
     true
+}
+
+/// For options mini-docker (09) does not have, or names it gives otherwise.
+fn before_engine(step: u8) -> bool {
+    step < 9
 }
 
 /// Passes if `ok`, else fails saying what `out` shows.

@@ -18,8 +18,8 @@ pub fn checks() -> Vec<Check> {
         check("container-pings-host", Kind::Isolation, "the container pings the host end of its veth", container_pings_host),
         check("host-pings-container", Kind::Isolation, "the host pings the container's address", host_pings_container),
         check("two-at-once", Kind::Isolation, "two containers at once get distinct host ends and both ping theirs", two_at_once),
-        check("ip-option", Kind::Isolation, "--ip ADDR/PREFIX sets the container's address; the host end is in that subnet", ip_option),
-        check("bad-ip-refused", Kind::Contract, "a malformed --ip gives 125 and one line", bad_ip_refused),
+        Check { applies: super::before_engine, ..check("ip-option", Kind::Isolation, "--ip ADDR/PREFIX sets the container's address; the host end is in that subnet", ip_option) },
+        Check { applies: super::before_engine, ..check("bad-ip-refused", Kind::Contract, "a malformed --ip gives 125 and one line", bad_ip_refused) },
         check("host-end-removed", Kind::Contract, "the host end is gone after exit, a failed start, SIGTERM and SIGKILL", host_end_removed),
     ]
 }
@@ -42,7 +42,7 @@ fn lo_and_eth0_up(t: &Target) -> Outcome {
 
 fn address_and_default_route(t: &Target) -> Outcome {
     let (running, address) = start_waiting(t, &["--hostname", "ctlab-route"], "ip route")?;
-    let name = host_end(&running);
+    let name = gateway_interface(t, &running);
     let inside = running.stdout_so_far();
     let gateway = inside.lines().find_map(|l| l.strip_prefix("default via ")?.split_whitespace().next().map(String::from));
     let host_side = host("ip", &["-o", "-4", "addr", "show", "dev", &name]);
@@ -84,7 +84,7 @@ fn start_waiting(t: &Target, extra: &[&str], also: &str) -> Result<(Running, Ipv
 
 fn host_pings_container(t: &Target) -> Outcome {
     let (running, address) = start_waiting(t, &[], "true")?;
-    let name = host_end(&running);
+    let name = gateway_interface(t, &running);
     let route = host("ip", &["route", "get", &address.to_string()]);
     let out = host("ping", &["-c", "1", "-W", "2", &address.to_string()]);
     running.kill_container();
@@ -95,8 +95,14 @@ fn host_pings_container(t: &Target) -> Outcome {
     expect(ok, &out, format!("a reply, through {name}"), "the host end must be up with an address in the container's subnet")
 }
 
-fn host_end(runtime: &Running) -> String {
-    format!("ctlab{}", runtime.pid())
+fn host_end(t: &Target, runtime: &Running) -> String {
+    t.host_end(runtime.pid())
+}
+
+/// Where the container's gateway address lives on the host: the veth's
+/// host end, or in mini-docker the bridge it is plugged into.
+fn gateway_interface(t: &Target, runtime: &Running) -> String {
+    if t.is_engine() { "minidocker0".into() } else { host_end(t, runtime) }
 }
 
 fn host_has(interface: &str) -> bool {
@@ -106,7 +112,7 @@ fn host_has(interface: &str) -> bool {
 fn two_at_once(t: &Target) -> Outcome {
     let (first, _) = start_waiting(t, &[], "true")?;
     let (second, _) = start_waiting(t, &[], "true")?;
-    let names = [host_end(&first), host_end(&second)];
+    let names = [host_end(t, &first), host_end(t, &second)];
     let both_there = names.iter().all(|n| host_has(n));
     let pings: Vec<Output> = (0..2).map(|_| t.run(&["sh", "-c", &format!("ping -c 1 -W 2 {GATEWAY}")])).collect();
     for running in [first, second] {
@@ -142,14 +148,14 @@ fn host_end_removed(t: &Target) -> Outcome {
     let hint = "let the kernel delete the pair with the container's network namespace; a failing parent must kill the child";
     for args in [&["true"][..], &["ctlab-no-such-command"][..]] {
         let running = t.spawn(args).map_err(|err| Failure::new(&t.describe(args, t.who), "it starts", format!("{err:#}"), ""))?;
-        let name = host_end(&running);
+        let name = host_end(t, &running);
         let out = running.finish(Duration::from_secs(10));
         expect(gone(&name), &out, format!("no {name} on the host after it ended"), hint)?;
     }
     for (signal, how) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
         let script = "trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done";
         let mut running = t.spawn(&["sh", "-c", script]).map_err(|err| Failure::new("sh", "it starts", format!("{err:#}"), ""))?;
-        let name = host_end(&running);
+        let name = host_end(t, &running);
         let started = running.wait_for_stdout("ready", Duration::from_secs(10)) && host_has(&name);
         unsafe { libc::kill(running.pid(), signal) };
         let out = running.finish(Duration::from_secs(10));

@@ -44,15 +44,18 @@ fn host_file_unreachable(t: &Target) -> Outcome {
 
 fn old_root_detached(t: &Target) -> Outcome {
     let out = t.run(&["cat", "/proc/self/mountinfo"]);
-    let mounts: Vec<(&str, &str)> = out.stdout.lines().filter_map(|l| {
+    let mounts: Vec<(&str, &str, &str)> = out.stdout.lines().filter_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        Some((*f.get(3)?, *f.get(4)?))
+        let fs_type = l.split_once(" - ")?.1.split_whitespace().next()?;
+        Some((*f.get(3)?, *f.get(4)?, fs_type))
     }).collect();
     let container_only = |point: &str| point == "/" || ["/proc", "/dev", "/sys"].iter().any(|p| point == *p || point.starts_with(&format!("{p}/")));
     // A kept old root is stacked on "/" as a second mount there.
-    let roots: Vec<&str> = mounts.iter().filter(|(_, point)| *point == "/").map(|(root, _)| *root).collect();
-    let root_is_rootfs = roots.len() == 1 && roots[0] != "/";
-    let foreign: Vec<String> = mounts.iter().map(|(_, point)| point.to_string()).filter(|p| !container_only(p)).collect();
+    let roots: Vec<(&str, &str)> = mounts.iter().filter(|(_, point, _)| *point == "/").map(|(root, _, fs)| (*root, *fs)).collect();
+    // The rootfs bind-mounted (its root is a directory of the host's), or
+    // in mini-docker an overlay (a filesystem of its own, rooted at "/").
+    let root_is_rootfs = matches!(roots[..], [(root, fs)] if root != "/" || (t.is_engine() && fs == "overlay"));
+    let foreign: Vec<String> = mounts.iter().map(|(_, point, _)| point.to_string()).filter(|p| !container_only(p)).collect();
     let ok = out.status == Some(0) && root_is_rootfs && foreign.is_empty();
     let mut out = out;
     if !foreign.is_empty() {

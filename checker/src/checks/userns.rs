@@ -16,7 +16,8 @@ pub fn checks() -> Vec<Check> {
         check("root-inside", Kind::Isolation, "started by uid 65534 (root from 07 on), `id -u` inside prints 0", false, root_inside),
         check("maps-root-to-caller", Kind::Isolation, "uid_map and gid_map inside read `0 UID 1` for the caller's UID", false, maps_root_to_caller),
         check("child-waits-for-maps", Kind::Isolation, "the command runs only after the maps are written, however late", false, child_waits_for_maps),
-        check("files-owned-by-caller", Kind::Isolation, "a file root makes inside belongs to the caller outside", false, files_owned_by_caller),
+        // mini-docker writes to its overlay's upper layer: its own checks.
+        Check { applies: super::before_engine, ..check("files-owned-by-caller", Kind::Isolation, "a file root makes inside belongs to the caller outside", false, files_owned_by_caller) },
         check("forbidden-userns-explained", Kind::Contract, "where user namespaces are disabled, it says which setting and how to allow it", false, forbidden_userns_explained),
         check("setup-failure-cleans-up", Kind::Contract, "if the parent's set-up fails, it exits 125 at once, the child killed", true, setup_failure_cleans_up),
     ]

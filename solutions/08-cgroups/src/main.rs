@@ -72,7 +72,7 @@ fn run(cli: &Cli) -> Result<i32> {
     let limits = cgroups::Limits { memory_bytes: cli.memory, pids: cli.pids, cpus: cli.cpus };
     container::forward_signals_to_container()?;
     // Made before the child, removed when `cgroup` goes out of scope.
-    let cgroup = cgroups::Cgroup::create(&limits)?;
+    let cgroup = cgroups::Cgroup::create(&format!("ctlab-{}", std::process::id()), &limits)?;
     let gate = container::SetupGate::new()?;
     let child = container::spawn(namespaces(), &cli.command, || {
         gate.wait_for_parent()?;

@@ -84,7 +84,7 @@ fn die_with_parent() {
 
 /// Replaces this process with `command`, searching PATH like a shell does.
 /// Returns only on failure, with 127 (not found) or 126 (cannot execute).
-fn exec(command: &[OsString]) -> i32 {
+pub fn exec(command: &[OsString]) -> i32 {
     let Ok(argv) = command
         .iter()
         .map(|arg| CString::new(arg.as_bytes()))

@@ -13,7 +13,7 @@
 //!   per controller, /sys/fs/cgroup/memory, /pids, /cpu, with files
 //!   memory.limit_in_bytes, pids.max, cpu.cfs_quota_us and cpu.cfs_period_us.
 //!
-//! The container gets `ctlab-<runtime PID>` in each tree it needs; the
+//! The container gets a cgroup (08: `ctlab-<runtime PID>`) in each tree it needs; the
 //! runtime removes it when the container is gone.
 
 use std::fs;
@@ -97,13 +97,12 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Makes the cgroup and writes the limits, before the child exists.
-    pub fn create(limits: &Limits) -> Result<Cgroup> {
-        let name = format!("ctlab-{}", std::process::id());
+    /// Makes the cgroup `name` and writes the limits, before the child exists.
+    pub fn create(name: &str, limits: &Limits) -> Result<Cgroup> {
         let mut cgroup = Cgroup { directories: Vec::new() };
         match detect_version()? {
-            Version::V2 => cgroup.create_v2(&name, limits)?,
-            Version::V1 => cgroup.create_v1(&name, limits)?,
+            Version::V2 => cgroup.create_v2(name, limits)?,
+            Version::V1 => cgroup.create_v1(name, limits)?,
         }
         Ok(cgroup)
     }
