@@ -104,7 +104,7 @@ impl Target {
             match (*option, value) {
                 ("--rootfs", Some(dir)) => rootfs = dir,
                 ("--pids", Some(n)) => out.extend(["--pids-limit".to_string(), n]),
-                ("--hostname" | "--memory" | "--cpus" | "--ip", Some(v)) => out.extend([option.to_string(), v]),
+                ("--hostname" | "--memory" | "--cpus" | "--ip" | "--network", Some(v)) => out.extend([option.to_string(), v]),
                 _ => {
                     out.push(option.to_string());
                     continue;
@@ -188,10 +188,14 @@ impl Target {
     pub fn shell_command_as(&self, args: &[&str], who: As) -> Result<String> {
         let command = self.command(args, who)?;
         let program = command.get_program().to_string_lossy().into_owned();
-        let rest: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let mut rest: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        if let Some(end_of_setpriv) = rest.iter().position(|a| a == "--") {
+            // What env_remove does for a Command (a shell string has no env of
+            // its own). After setpriv: a busybox `env` would run busybox's setpriv.
+            rest.splice(end_of_setpriv + 1..end_of_setpriv + 1, ["env", "-u", "XDG_RUNTIME_DIR"].map(String::from));
+        }
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-        let env = if who == As::Root { "" } else { "env -u XDG_RUNTIME_DIR " };
-        Ok(format!("{env}{} {}", shell_words(&[&program]), shell_words(&rest)))
+        Ok(format!("{} {}", shell_words(&[&program]), shell_words(&rest)))
     }
 
     /// How a check says what it ran: `03-mount-proc sh -c 'echo $$'`.

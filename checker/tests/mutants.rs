@@ -250,6 +250,46 @@ const MUTANTS: &[Mutant] = &[
         breaks: &["child-waits-for-maps"],
         diagnosis: None,
     },
+    Mutant {
+        // exec runs COMMAND itself: setns(pid) only moves children.
+        name: "exec-without-fork",
+        step: "09-mini-docker",
+        edits: &[Edit {
+            file: "src/exec.rs",
+            from: "ForkResult::Parent { child } => container::wait_for_exit(child),",
+            to: "ForkResult::Parent { child } => { let _ = container::wait_for_exit(child); Ok(run_inside(command, &environment)) }",
+        }],
+        breaks: &["exec-joins-container"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "ipam-ignores-taken",
+        step: "09-mini-docker",
+        edits: &[Edit { file: "src/bridge.rs", from: ".find(|a| !taken.contains(a))", to: ".find(|_| !taken.is_empty() || true)" }],
+        breaks: &["bridge-pings", "twenty-at-once"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "no-masquerade",
+        step: "09-mini-docker",
+        edits: &[Edit { file: "src/bridge.rs", from: "oifname != \\\"minidocker0\\\" masquerade", to: "oifname != \\\"minidocker0\\\" accept" }],
+        breaks: &["nat-to-outside"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "stop-ignores-timeout",
+        step: "09-mini-docker",
+        edits: &[Edit { file: "src/engine.rs", from: "if !wait_until(timeout, || !container.is_alive()) {", to: "if !wait_until(timeout * 20, || !container.is_alive()) {" }],
+        breaks: &["stop-then-rm"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "prune-keeps-cgroups",
+        step: "09-mini-docker",
+        edits: &[Edit { file: "src/engine.rs", from: "drop(Cgroup::find(cgroup)?); // dropping it removes its directories", to: "std::mem::forget(Cgroup::find(cgroup)?);" }],
+        breaks: &["killed-runtime-pruned"],
+        diagnosis: None,
+    },
 ];
 
 fn mutants_dir() -> PathBuf {

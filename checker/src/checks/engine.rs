@@ -293,6 +293,9 @@ fn bridge_pings_of(t: &Target, a: &str, b: &str) -> Outcome {
 /// back to the containers' subnet. A reply can only come if the packets
 /// left with this host's address (masquerade).
 fn nat_to_outside(t: &Target) -> Outcome {
+    // With no container left, prune removes the bridge and its NAT table:
+    // the run below must set them up itself.
+    let _ = md(t, &["prune"]);
     let netns = format!("ctlab-outside-{}", std::process::id());
     let veth = format!("ctlabo{}", std::process::id() % 100_000);
     let setup = format!(

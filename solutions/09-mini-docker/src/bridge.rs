@@ -96,8 +96,8 @@ fn ensure_bridge() -> Result<()> {
     Ok(())
 }
 
-/// A random unicast, locally administered MAC address (02:xx:...), as
-/// docker gives docker0.
+/// A random MAC address, unicast and locally administered (bits 0 and 1
+/// of the first byte), as docker gives docker0.
 fn random_mac() -> Result<[u8; 6]> {
     let mut mac = [0u8; 6];
     std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut mac)).context("reading /dev/urandom")?;
@@ -119,9 +119,10 @@ fn enable_forwarding() -> Result<()> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IP forwarding (net.ipv4.ip_forward=1)")
 }
 
-/// `nft -f -` with NAT_RULES. The one place mini-docker runs a program:
-/// nftables' netlink messages are a language of their own, and this runs
-/// once per bridge, not once per container.
+/// `nft -f -` with NAT_RULES. One of two places mini-docker runs a program
+/// (prune's `nft delete table` is the other): nftables' netlink messages
+/// are a language of their own, and this runs once per bridge, not once
+/// per container.
 fn add_nat_rules() -> Result<()> {
     let script = format!("add table ip {NAT_TABLE}\nflush table ip {NAT_TABLE}\n{NAT_RULES}");
     let spawned = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn();

@@ -91,15 +91,17 @@ pub fn detect_version() -> Result<Version> {
 }
 
 /// The container's cgroup: one directory (v2) or one per controller (v1).
-/// Dropping it removes the directories.
+/// Dropping the one `create` made removes the directories.
 pub struct Cgroup {
     directories: Vec<PathBuf>,
+    /// False for one `find` found: exec joins it, and it stays.
+    remove_on_drop: bool,
 }
 
 impl Cgroup {
     /// Makes the cgroup `name` and writes the limits, before the child exists.
     pub fn create(name: &str, limits: &Limits) -> Result<Cgroup> {
-        let mut cgroup = Cgroup { directories: Vec::new() };
+        let mut cgroup = Cgroup { directories: Vec::new(), remove_on_drop: true };
         match detect_version()? {
             Version::V2 => cgroup.create_v2(name, limits)?,
             Version::V1 => cgroup.create_v1(name, limits)?,
@@ -108,7 +110,7 @@ impl Cgroup {
     }
 
     /// The cgroup `name` as it is now (for `exec`, which joins it, and
-    /// `prune`, which drops it to remove it): the directories that exist.
+    /// `prune`, which removes it): the directories that exist.
     pub fn find(name: &str) -> Result<Cgroup> {
         let candidates = match detect_version()? {
             Version::V2 => vec![Path::new(CGROUP_ROOT).join(name)],
@@ -120,7 +122,12 @@ impl Cgroup {
                 directories.push(directory);
             }
         }
-        Ok(Cgroup { directories })
+        Ok(Cgroup { directories, remove_on_drop: false })
+    }
+
+    /// Removes the directories (once no process is left in them).
+    pub fn remove(mut self) {
+        self.remove_on_drop = true;
     }
 
     fn create_v2(&mut self, name: &str, limits: &Limits) -> Result<()> {
@@ -168,6 +175,9 @@ impl Drop for Cgroup {
     /// rmdir works once no process is left in the cgroup; the kernel may
     /// still be finishing the container's last ones, so try for a moment.
     fn drop(&mut self) {
+        if !self.remove_on_drop {
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         for directory in self.directories.iter().rev() {
             while fs::remove_dir(directory).is_err() && directory.exists() && Instant::now() < deadline {

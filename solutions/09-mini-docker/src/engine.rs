@@ -200,7 +200,7 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 /// cgroup (empty now) and, rarely, the host end of its veth.
 fn clean_up_after(record: &Record) -> Result<()> {
     if let Some(cgroup) = &record.cgroup {
-        drop(Cgroup::find(cgroup)?); // dropping it removes its directories
+        Cgroup::find(cgroup)?.remove();
     }
     if let Some(veth) = &record.veth {
         crate::bridge::remove_host_end(veth)?;

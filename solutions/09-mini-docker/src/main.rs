@@ -171,6 +171,13 @@ fn run(options: &RunOptions) -> Result<i32> {
         }
         None => engine::reserve_generated_name(&store)?,
     };
+    // A record from the first moment, so prune can tell a run in progress
+    // (its runtime alive) from one killed before it got further.
+    let first = Record { name: name.clone(), runtime: Some(Process::current()?), created: engine::now(), ..Record::default() };
+    if let Err(err) = first.save(&store.dir(&name)) {
+        let _ = store.remove(&name);
+        return Err(err);
+    }
     if options.detach {
         return detach::detach(&name, |ready| start_and_wait(options, &store, &name, &limits, Some(ready)));
     }
@@ -219,6 +226,7 @@ fn start(options: &RunOptions, store: &Store, name: &str, limits: &cgroups::Limi
         detached: options.detach,
         ..Record::default()
     };
+    record.save(&dir)?; // with -d, the supervisor is the runtime from now on
     let layer = overlay::Layer::new(&options.rootfs, &dir);
     layer.prepare()?;
     let plan = reserve_address(options.network, store, &dir, &mut record)?;

@@ -58,11 +58,13 @@ impl Layer {
         if let Some(bad) = paths.iter().find(|p| p.to_string_lossy().contains([',', ':'])) {
             bail!("{} has a ',' or ':' in its path, which overlay's options cannot hold: move it", bad.display());
         }
-        let options = format!("lowerdir={},upperdir={},workdir={}", self.lower.display(), self.upper.display(), self.work.display());
+        // userxattr: in a user namespace overlay may not write its trusted.*
+        // attributes (opaque directories, redirects); user.* it may.
+        let options = format!("lowerdir={},upperdir={},workdir={},userxattr", self.lower.display(), self.upper.display(), self.work.display());
         mount(Some("overlay"), &self.merged, Some("overlay"), MsFlags::empty(), Some(options.as_str())).map_err(|errno| {
             let why = match errno {
                 Errno::EPERM => " — overlayfs in a user namespace needs Linux 5.11 or later",
-                Errno::EINVAL => " — is ROOTFS itself on an overlay, or on a filesystem overlay cannot use (e.g. another overlay's upper)?",
+                Errno::EINVAL => " — is the state directory on an overlay itself (e.g. inside a container)? Its upper and work directories cannot be",
                 _ => "",
             };
             anyhow::anyhow!("mounting the overlay on {}: {}{why}", self.merged.display(), errno.desc())

@@ -57,7 +57,7 @@ impl Store {
         match fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => Ok(dir),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => bail!(
-                "the name {name:?} is already in use by a container: remove it (mini-docker rm {name}) or pick another --name"
+                "the name {name:?} is already in use by a container: remove it (mini-docker rm {name}, or prune), or pick another --name"
             ),
             Err(err) => Err(err).with_context(|| format!("creating {}", dir.display())),
         }
@@ -75,20 +75,21 @@ impl Store {
         Ok(Record::parse(&text))
     }
 
-    /// Every container with a readable record, oldest first.
+    /// Every container with a record of its own name, oldest first.
     pub fn all(&self) -> Vec<Record> {
         let names = fs::read_dir(&self.root).map(|entries| entries.flatten().map(|e| e.file_name()).collect()).unwrap_or_else(|_| Vec::new());
-        let mut records: Vec<Record> = names.iter().filter_map(|n| self.load(&n.to_string_lossy()).ok()).collect();
+        let loaded = names.iter().filter_map(|n| self.load(&n.to_string_lossy()).ok().filter(|r| *n == *r.name));
+        let mut records: Vec<Record> = loaded.collect();
         records.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
         records
     }
 
-    /// Names of directories without a record: a run that died between
-    /// mkdir and its first save.
+    /// Names of directories without a valid record: a run that died
+    /// between mkdir and its first save, or a damaged record.
     pub fn unrecorded(&self) -> Vec<String> {
         let Ok(entries) = fs::read_dir(&self.root) else { return Vec::new() };
-        let names = entries.flatten().filter(|e| e.path().is_dir() && !e.path().join("config").exists());
-        names.map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        let names = entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned());
+        names.filter(|name| self.load(name).map_or(true, |r| r.name != *name)).collect()
     }
 
     /// Holds the engine-wide lock until dropped (for handing out addresses).
@@ -100,6 +101,9 @@ impl Store {
 
     /// Deletes a container's directory and everything in it.
     pub fn remove(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            bail!("refusing to remove {name:?}: not a container's directory");
+        }
         remove_tree(&self.dir(name)).with_context(|| format!("removing the state of {name}"))
     }
 }
