@@ -53,7 +53,7 @@ impl Layer {
     /// lowerdir=ROOTFS,upperdir=..,workdir=.. MERGED`. workdir is overlay's
     /// scratch space for atomic copy-ups; it must be on upper's filesystem.
     pub fn mount(&self) -> Result<()> {
-        // STUDENT 09: mount an "overlay" filesystem on self.merged with the options "lowerdir=LOWER,upperdir=UPPER,workdir=WORK" (nix::mount::mount, no flags); refuse paths containing ',' or ':' first.
+        // STUDENT 09: mount an "overlay" filesystem on self.merged with the options "lowerdir=LOWER,upperdir=UPPER,workdir=WORK,userxattr" (nix::mount::mount, no flags); refuse paths containing ',' or ':' first.
         let paths = [&self.lower, &self.upper, &self.work];
         if let Some(bad) = paths.iter().find(|p| p.to_string_lossy().contains([',', ':'])) {
             bail!("{} has a ',' or ':' in its path, which overlay's options cannot hold: move it", bad.display());

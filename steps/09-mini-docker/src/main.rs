@@ -180,8 +180,8 @@ fn run(options: &RunOptions) -> Result<i32> {
     };
     // A record from the first moment, so prune can tell a run in progress
     // (its runtime alive) from one killed before it got further.
-    let first = Record { name: name.clone(), runtime: Some(Process::current()?), created: engine::now(), ..Record::default() };
-    if let Err(err) = first.save(&store.dir(&name)) {
+    let first = Process::current().map(|runtime| Record { name: name.clone(), runtime: Some(runtime), created: engine::now(), ..Record::default() });
+    if let Err(err) = first.and_then(|record| record.save(&store.dir(&name))) {
         let _ = store.remove(&name);
         return Err(err);
     }

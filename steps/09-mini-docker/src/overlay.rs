@@ -53,7 +53,7 @@ impl Layer {
     /// lowerdir=ROOTFS,upperdir=..,workdir=.. MERGED`. workdir is overlay's
     /// scratch space for atomic copy-ups; it must be on upper's filesystem.
     pub fn mount(&self) -> Result<()> {
-        todo!("mount an \"overlay\" filesystem on self.merged with the options \"lowerdir=LOWER,upperdir=UPPER,workdir=WORK\" (nix::mount::mount, no flags); refuse paths containing ',' or ':' first.")
+        todo!("mount an \"overlay\" filesystem on self.merged with the options \"lowerdir=LOWER,upperdir=UPPER,workdir=WORK,userxattr\" (nix::mount::mount, no flags); refuse paths containing ',' or ':' first.")
     }
 }
 

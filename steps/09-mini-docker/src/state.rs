@@ -151,7 +151,7 @@ pub struct Process {
 
 impl Process {
     pub fn current() -> Result<Process> {
-        Process::of(std::process::id() as i32).context("reading /proc/self/stat")
+        Process::of(std::process::id() as i32).context("reading this process's start time in /proc/self/stat: is /proc mounted?")
     }
 
     /// The process `pid` as it is now, if there is one.
