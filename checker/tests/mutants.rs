@@ -286,7 +286,7 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "prune-keeps-cgroups",
         step: "09-mini-docker",
-        edits: &[Edit { file: "src/engine.rs", from: "drop(Cgroup::find(cgroup)?); // dropping it removes its directories", to: "std::mem::forget(Cgroup::find(cgroup)?);" }],
+        edits: &[Edit { file: "src/engine.rs", from: "Cgroup::find(cgroup)?.remove();", to: "let _ = Cgroup::find(cgroup)?;" }],
         breaks: &["killed-runtime-pruned"],
         diagnosis: None,
     },

@@ -153,6 +153,16 @@ pub fn connect(child: Pid, plan: &Plan) -> Result<()> {
     // STUDENT END
 }
 
+/// In the child, for --network bridge: chapter 07's set-up, with eth0's
+/// MAC made from its address (02:42 and the four bytes, as docker does). A
+/// later container that gets the same address then has the same MAC, and
+/// the host's ARP cache, which still holds the old one, stays right.
+pub fn configure_inside(plan: &Plan) -> Result<()> {
+    let [a, b, c, d] = plan.container.address.octets();
+    Netlink::open()?.set_mac("eth0", [0x02, 0x42, a, b, c, d])?;
+    crate::net::configure_inside(plan)
+}
+
 /// In the child, for --network none: a network namespace with only `lo`.
 pub fn loopback_only() -> Result<()> {
     Netlink::open()?.set_up("lo")

@@ -301,11 +301,11 @@ struct Inside<'a> {
 
 /// Runs in the child, inside the new namespaces, just before exec().
 fn set_up_inside(inside: &Inside) -> Result<()> {
-    // STUDENT 09: in the child, in this order: make mounts private, set the hostname, configure the network (net::configure_inside with the plan, or bridge::loopback_only), mount the overlay layer, mount the volumes on the layer's merged dir, enter the merged dir as root (rootfs::enter), mount mqueue, then engine::replace_environment.
+    // STUDENT 09: in the child, in this order: make mounts private, set the hostname, configure the network (bridge::configure_inside with the plan, or bridge::loopback_only), mount the overlay layer, mount the volumes on the layer's merged dir, enter the merged dir as root (rootfs::enter), mount mqueue, then engine::replace_environment.
     mounts::make_mounts_private()?; // first, before any mount can leak to the host
     uts::set_hostname(inside.hostname)?;
     match inside.plan {
-        Some(plan) => net::configure_inside(plan)?,
+        Some(plan) => bridge::configure_inside(plan)?,
         None => bridge::loopback_only()?,
     }
     inside.layer.mount()?;

@@ -99,6 +99,13 @@ impl Netlink {
         }
     }
 
+    /// `ip link set NAME address MAC`.
+    pub fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.attributes = vec![LinkAttribute::IfName(name.into()), LinkAttribute::Address(mac.to_vec())];
+        self.request(RouteNetlinkMessage::SetLink(message), 0).with_context(|| format!("setting the MAC address of {name}"))
+    }
+
     /// `ip link set NAME master BRIDGE`: plugs an interface into a bridge.
     pub fn attach_to_bridge(&mut self, name: &str, bridge: &str) -> Result<()> {
         let mut message = LinkMessage::default();

@@ -301,7 +301,7 @@ struct Inside<'a> {
 
 /// Runs in the child, inside the new namespaces, just before exec().
 fn set_up_inside(inside: &Inside) -> Result<()> {
-    todo!("in the child, in this order: make mounts private, set the hostname, configure the network (net::configure_inside with the plan, or bridge::loopback_only), mount the overlay layer, mount the volumes on the layer's merged dir, enter the merged dir as root (rootfs::enter), mount mqueue, then engine::replace_environment.")
+    todo!("in the child, in this order: make mounts private, set the hostname, configure the network (bridge::configure_inside with the plan, or bridge::loopback_only), mount the overlay layer, mount the volumes on the layer's merged dir, enter the merged dir as root (rootfs::enter), mount mqueue, then engine::replace_environment.")
 }
 
 /// Used by exec: the container must still be running.
