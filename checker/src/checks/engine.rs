@@ -17,7 +17,7 @@ pub fn checks() -> Vec<Check> {
     vec![
         check("rootfs-never-written", Isolation, "writes and deletes inside show inside, and leave ROOTFS byte for byte the same", true, rootfs_never_written),
         check("hostname-is-name", Isolation, "--name names the container; the hostname is the name unless --hostname says otherwise", true, hostname_is_name),
-        check("detach-ps-logs", Isolation, "-d prints the name and returns; ps lists it running with its host PID; logs has its stdout and stderr", true, detach_ps_logs),
+        check("detach-ps-logs", Isolation, "-d prints the name and returns; ps lists it running with its host PID; logs has its stdout and stderr; rm -f ends it", true, detach_ps_logs),
         check("exec-joins-container", Isolation, "exec runs in the container's six namespaces and cgroup, with its environment; its exit status comes back", true, exec_joins_container),
         check("stop-then-rm", Isolation, "stop sends SIGTERM, then SIGKILL after -t; ps then says exited; rm removes it; cgroup gone", false, stop_then_rm),
         check("auto-remove", Isolation, "--rm leaves no record; without it ps -a shows the exit status", true, auto_remove),
@@ -166,10 +166,17 @@ fn detach_ps_logs_of(t: &Target, name: &str, started: Instant) -> Outcome {
         let out = md(t, &["logs", name]);
         (out.stdout.contains("to-stdout") && out.stdout.contains("to-stderr")).then_some(out)
     });
-    match logs {
-        Some(_) => Ok(()),
-        None => fail(&format!("mini-docker logs {name}"), "to-stdout and to-stderr", md(t, &["logs", name]).summary(), "the supervisor's stdout and stderr go to the container's log file"),
+    if logs.is_none() {
+        return fail(&format!("mini-docker logs {name}"), "to-stdout and to-stderr", md(t, &["logs", name]).summary(), "the supervisor's stdout and stderr go to the container's log file");
     }
+    let out = md(t, &["rm", "-f", name]);
+    let pid_gone = pid.is_some_and(|pid| poll(Duration::from_secs(5), || (!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid)).then_some(())).is_some());
+    let ok = out.status == Some(0) && pid_gone && ps_row(t, name).is_none();
+    expect(ok, &out, "exit 0, its PID 1 gone, no row in ps -a", "rm -f stops a running container (SIGKILL) before removing it")
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
 }
 
 fn exec_joins_container(t: &Target) -> Outcome {
