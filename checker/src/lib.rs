@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod checks;
+pub mod doctor;
 pub mod generate;
 pub mod host;
 pub mod report;

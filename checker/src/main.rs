@@ -11,7 +11,7 @@ use checker::build::{build_release, have_sudo, is_root};
 use checker::host::{adopt_orphans, reap_orphans, shield_host_mounts, tidy_engine};
 use checker::run::{remove_scratch_binaries, As, Target, NOBODY};
 use checker::steps::{existing, release_dir, workspace_root, Step, STEPS};
-use checker::{checks, generate, report};
+use checker::{checks, doctor, generate, report};
 
 #[derive(Parser)]
 #[command(name = "cargo lab", bin_name = "cargo lab", about = "Build a container runtime one kernel layer at a time: check your steps")]
@@ -32,6 +32,8 @@ enum Action {
     },
     /// Every step, and whether your code passes its checks
     List,
+    /// What this machine offers the workshop (kernel, namespaces, root, cgroups, tools, rootfs), with fixes
+    Doctor,
     /// What to write in a step: the todo!()s and where they are
     Hint { step: String },
     /// What a step adds over the one before, from the reference solutions
@@ -48,7 +50,7 @@ enum Action {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Action::List | Action::Hint { .. } | Action::Diff { .. }) {
+    if matches!(cli.command, Action::List | Action::Doctor | Action::Hint { .. } | Action::Diff { .. }) {
         // Die quietly on a closed pipe (`cargo lab diff 03 | head`), like
         // other tools. Not while checking: writing to a runtime that already
         // exited must be an error, not the checker's death.
@@ -72,6 +74,7 @@ fn dispatch(action: Action) -> Result<bool> {
         Action::Diff { step } => diff(find(&step)?),
         Action::GenSteps { check } => gen_steps(check),
         Action::RunChecks { step, binary } => Ok(run_checks(find(&step)?, &binary)),
+        Action::Doctor => Ok(run_doctor()),
     }
 }
 
@@ -153,12 +156,36 @@ fn run_checks(step: &Step, binary: &Path) -> bool {
         failures += usize::from(outcome.is_err());
     }
     remove_scratch_binaries();
+    if failures > 0 {
+        explain_environment();
+    }
     if failures == 0 {
         println!("All {} checks of {} pass.", plan.len(), step.name);
     } else {
         println!("{failures} of {} checks of {} fail. The chapter: steps/{}/README.md", plan.len(), step.name, step.name);
     }
     failures == 0
+}
+
+/// `cargo lab doctor`: false if the machine has a problem.
+fn run_doctor() -> bool {
+    println!("This machine, for the workshop:");
+    let findings = doctor::examine();
+    doctor::print(&findings);
+    let problems = doctor::problems(&findings).len();
+    if problems > 0 {
+        println!("{problems} problem(s): some checks cannot pass until they are fixed.");
+    }
+    problems == 0
+}
+
+/// After failed checks: what in the machine, not the code, may be the cause.
+fn explain_environment() {
+    let problems = doctor::problems(&doctor::examine());
+    if !problems.is_empty() {
+        println!("The machine may be the cause (cargo lab doctor says):");
+        doctor::print(&problems);
+    }
 }
 
 fn host_hostname() -> String {

@@ -48,7 +48,7 @@ fn main() {
         }
     }
     adopt_orphans();
-    let trials: Vec<Trial> = [generator_trials(), copies_trials(), cli_trials(), solution_trials(), skeleton_trials(), control_trials(), mutants::trials(), cleanup_trials()]
+    let trials: Vec<Trial> = [generator_trials(), copies_trials(), cli_trials(), solution_trials(), skeleton_trials(), control_trials(), mutants::trials(), cleanup_trials(), doctor_trials()]
         .into_iter()
         .flatten()
         .collect();
@@ -249,4 +249,33 @@ pub fn must_fail(check: &Check, target: &Target) -> Result<checks::Failure, Fail
 
 fn show(path: &Path) -> String {
     path.strip_prefix(workspace_root()).unwrap_or(path).display().to_string()
+}
+
+/// The doctor's diagnoses, each with its condition faked where it can be
+/// without touching the host: a throwaway user or mount namespace, a PATH,
+/// another user. (A synced folder cannot be faked here.)
+fn doctor_trials() -> Vec<Trial> {
+    let doctor = || release_dir().join("checker").display().to_string();
+    let root = workspace_root().display().to_string();
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("reports-every-topic", doctor() + " doctor", vec!["kernel", "namespaces", "root", "user namespaces", "cgroups", "tools", "rootfs", "container", "synced folder"]),
+        ("user-namespaces-disabled", format!("unshare --user --map-root-user sh -c 'echo 0 > /proc/sys/user/max_user_namespaces && {} doctor'", doctor()), vec!["✗ user namespaces", "max_user_namespaces is 0", "sysctl -w user.max_user_namespaces"]),
+        ("rootfs-missing", format!("unshare --mount sh -c 'mount -t tmpfs none {root}/rootfs && {} doctor'", doctor()), vec!["✗ rootfs", "not built", "scripts/build-rootfs"]),
+        ("rootfs-stale", format!("unshare --mount sh -c 'mount -t tmpfs none {root}/rootfs && printf \"layout: 0\\nbusybox: BusyBox v0\\n\" > {root}/rootfs/.built-from && {} doctor'", doctor()), vec!["✗ rootfs", "stale", "BusyBox v0"]),
+        ("tools-missing", format!("env PATH=/nonexistent-ctlab {} doctor", doctor()), vec!["✗ tools", "not found: ip, busybox", "apt-get install iproute2"]),
+        ("not-root", format!("setpriv --reuid 65534 --regid 65534 --clear-groups {} doctor", doctor()), vec!["not root"]),
+        ("wsl", format!("unshare --mount sh -c 'echo Linux version 5.15.90.1-microsoft-standard-WSL2 > /tmp/ctlab-fake-version && mount --bind /tmp/ctlab-fake-version /proc/version && {} doctor; rm -f /tmp/ctlab-fake-version'", doctor()), vec!["! container", "WSL"]),
+        ("failed-checks-name-the-machine", format!("env PATH=/nonexistent-ctlab {} run-checks 01 {}", doctor(), release_dir().join("01-uts").display()), vec!["The machine may be the cause", "not found: ip"]),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, script, wanted)| {
+            Trial::test(format!("doctor::{name}"), move || {
+                let out = Command::new("sh").args(["-c", &script]).output().map_err(|e| e.to_string())?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let missing: Vec<&&str> = wanted.iter().filter(|w| !text.contains(**w)).collect();
+                if missing.is_empty() { Ok(()) } else { Err(format!("{script}: missing {missing:?} in:\n{text}{}", String::from_utf8_lossy(&out.stderr)).into()) }
+            })
+        })
+        .collect()
 }
