@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::run::{poll, As, Target};
+use crate::run::{poll, As, Target, NOBODY};
 
 /// Removes the cgroups (named ctlab-PID, from chapter 08 on) of a runtime
 /// that was SIGKILLed and so could not: what scripts/cleanup would do.
@@ -147,5 +147,14 @@ pub fn tidy_engine(target: &Target) {
             let _ = engine.run(&["rm", "-f", name]);
         }
         let _ = engine.run(&["prune"]);
+    }
+    // A runtime that died between claiming a name and writing its first
+    // record (a skeleton at its todo!()) leaves a bare directory, which
+    // prune spares for a minute in case a run is in progress. None is now.
+    let state_dirs = [PathBuf::from("/run/mini-docker"), PathBuf::from(format!("/tmp/mini-docker-{NOBODY}"))];
+    for dir in state_dirs.iter().flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten()) {
+        if dir.path().is_dir() && !dir.path().join("config").exists() {
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
     }
 }

@@ -232,19 +232,24 @@ fn hint(step: &Step) -> Result<()> {
 
 fn diff(step: &Step) -> Result<bool> {
     println!("What {} adds, in the reference solution (spoilers!):\n", step.name);
+    // The first step is compared with an empty folder: all of it is new.
+    let empty = std::env::temp_dir().join(format!("ctlab-empty-{}", std::process::id()));
     let before = match step.previous() {
         Some(previous) => previous.solution_dir(),
-        None => PathBuf::from("/dev/null"),
+        None => {
+            println!("{} is the first step: all of it is new.", step.name);
+            std::fs::create_dir_all(&empty).context("creating an empty folder to compare with")?;
+            empty.clone()
+        }
     };
-    if step.previous().is_none() {
-        println!("{} is the first step: all of it is new.", step.name);
-    }
     let status = Command::new("diff")
         .args(["-ruN", "--exclude=target", "--exclude=README.md"])
         .arg(before)
         .arg(step.solution_dir())
         .status()
-        .context("running diff")?;
+        .context("running diff");
+    let _ = std::fs::remove_dir(&empty);
+    let status = status?;
     // diff exits 1 when the trees differ, which is the point here.
     Ok(status.code().is_some_and(|c| c <= 1))
 }
