@@ -155,7 +155,25 @@ fn cgroup_v2() -> Vec<Finding> {
     if !missing.is_empty() {
         return vec![problem("cgroups", format!("{what}; missing {missing:?}"), "chapter 08 needs memory, pids and cpu: inside a container, give it a cgroup namespace with them delegated, or use the VM")];
     }
-    vec![ok("cgroups", what)]
+    vec![ok("cgroups", what), delegation()]
+}
+
+/// Whether this (unprivileged) user owns a cgroup of its own, as systemd
+/// gives a user session: then its processes could be limited without root.
+fn delegation() -> Finding {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        return ok("delegation", "root: every cgroup is writable");
+    }
+    let own = read("/proc/self/cgroup").and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(String::from))).unwrap_or_default();
+    let dir = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+    let owner = std::fs::metadata(&dir).map(|m| m.uid()).ok();
+    if owner == Some(euid.as_raw()) {
+        let controllers = read(&dir.join("cgroup.controllers").display().to_string()).unwrap_or_default();
+        return ok("delegation", format!("{} is yours, with controllers {controllers:?} (mini-docker still asks root for limits)", dir.display()));
+    }
+    ok("delegation", format!("nothing delegated to uid {euid} ({} is not yours): limits need root, as the checks run them", dir.display()))
 }
 
 fn cgroup_v1() -> Vec<Finding> {
