@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use checker::build::{build_release, have_sudo, is_root};
+use checker::build::{build_escape_kit, build_release, have_sudo, is_root};
 use checker::host::{adopt_orphans, reap_orphans, shield_host_mounts, tidy_engine};
 use checker::run::{remove_scratch_binaries, As, Target, NOBODY};
 use checker::steps::{existing, release_dir, workspace_root, Step, STEPS};
@@ -107,6 +107,10 @@ fn check_one(step: &Step, solution: bool) -> Result<bool> {
     };
     println!("Building {package} (cargo build --release --package {package})");
     build_release(std::slice::from_ref(&package))?;
+    if step.needs_escape_kit() {
+        println!("Building the escape kit (checker/escapes, linked statically)");
+        build_escape_kit()?;
+    }
     let binary = release_dir().join(binary);
     if is_root() {
         return Ok(run_checks(step, &binary));
@@ -139,11 +143,17 @@ fn run_checks(step: &Step, binary: &Path) -> bool {
     let mut failures = 0;
     let mut last_failure = None;
     let mut rootless_started = false;
+    let mut escapes = EscapeTally::default();
     adopt_orphans();
     for (check, target) in &plan {
         if target.who == As::Nobody && !rootless_started {
             println!("Started by an unprivileged user (uid {NOBODY}), rootless:");
             rootless_started = true;
+        }
+        if let Some(why) = checks::not_tried_here(check) {
+            report::not_tried(check, why);
+            escapes.not_tried.push(check.name);
+            continue;
         }
         let outcome = (check.run)(target);
         tidy_engine(target);
@@ -154,17 +164,52 @@ fn run_checks(step: &Step, binary: &Path) -> bool {
         }
         report::outcome(check, &outcome, &mut last_failure);
         failures += usize::from(outcome.is_err());
+        escapes.count(check, &outcome);
     }
     remove_scratch_binaries();
+    escapes.report();
     if failures > 0 {
         explain_environment();
     }
+    let tried = plan.len() - escapes.not_tried.len();
+    let not_tried = match escapes.not_tried.len() {
+        0 => String::new(),
+        n => format!(" ({n} not tried here)"),
+    };
     if failures == 0 {
-        println!("All {} checks of {} pass.", plan.len(), step.name);
+        println!("All {tried} checks of {} pass{not_tried}.", step.name);
     } else {
-        println!("{failures} of {} checks of {} fail. The chapter: steps/{}/README.md", plan.len(), step.name, step.name);
+        println!("{failures} of {tried} checks of {} fail{not_tried}. The chapter: steps/{}/README.md", step.name, step.name);
     }
     failures == 0
+}
+
+/// What the escape suite (chapter 10) tried, for its summary line.
+#[derive(Default)]
+struct EscapeTally {
+    tried: usize,
+    blocked: usize,
+    not_tried: Vec<&'static str>,
+}
+
+impl EscapeTally {
+    fn count(&mut self, check: &checks::Check, outcome: &checks::Outcome) {
+        if check.kind == checks::Kind::Escape {
+            self.tried += 1;
+            self.blocked += usize::from(outcome.is_ok());
+        }
+    }
+
+    fn report(&self) {
+        if self.tried == 0 {
+            return;
+        }
+        let all = if self.blocked == self.tried { "all blocked, and each escaped its unhardened control".to_string() } else { format!("{} blocked with a control that escaped, {} not", self.blocked, self.tried - self.blocked) };
+        println!("Escape suite: {} escapes tried, {all}.", self.tried);
+        if !self.not_tried.is_empty() {
+            println!("  Not tried on this machine: {}.", self.not_tried.join(", "));
+        }
+    }
 }
 
 /// `cargo lab doctor`: false if the machine has a problem.

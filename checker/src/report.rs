@@ -18,6 +18,12 @@ pub fn failed(check: &Check, failure: &Failure) {
     println!("      hint:     {}", diagnose(&failure.saw).unwrap_or_else(|| failure.hint.clone()));
 }
 
+/// A check this machine cannot run, and why; neither passed nor failed.
+pub fn not_tried(check: &Check, why: &str) {
+    println!("  {} {:<28} {}", paint("–", YELLOW), check.name, check.proves);
+    println!("      not tried here: {why}");
+}
+
 /// Prints one result. A failure that only repeats the last one (the same
 /// todo!() reached again) is one line.
 pub fn outcome(check: &Check, outcome: &Outcome, last_failure: &mut Option<String>) {
@@ -82,6 +88,7 @@ const KNOWN_MISTAKES: &[(&[&str], &str)] = &[
 
 const GREEN: &str = "32";
 const RED: &str = "31";
+const YELLOW: &str = "33";
 
 fn paint(text: &str, color: &str) -> String {
     if std::io::stdout().is_terminal() { format!("\x1b[{color}m{text}\x1b[0m") } else { text.to_string() }

@@ -121,7 +121,7 @@ impl Target {
     /// unprivileged user; 07 and 08 need root for the host's network and
     /// cgroups.
     pub fn supports_rootless(&self) -> bool {
-        matches!(self.step, 5 | 6 | 9)
+        matches!(self.step, 5 | 6) || self.is_engine()
     }
 
     /// Who the user-namespace checks start it as, and that user's uid.

@@ -21,6 +21,7 @@ pub const STEPS: &[Step] = &[
     Step { number: 7, name: "07-netns-veth", adds: "network namespace, veth pair over netlink" },
     Step { number: 8, name: "08-cgroups", adds: "memory, pids and cpu limits (cgroup v1 and v2)" },
     Step { number: 9, name: "09-mini-docker", adds: "everything behind a docker-like CLI" },
+    Step { number: 10, name: "10-hardening", adds: "capabilities, no_new_privs, seccomp, masked paths; the escape suite" },
 ];
 
 impl Step {
@@ -55,17 +56,25 @@ impl Step {
         format!("step-{}", self.name)
     }
 
-    /// The solution's binary is named after its folder (the final one is
-    /// `mini-docker`); a student's gets a `step-` prefix so both can sit in
-    /// target/release side by side.
+    /// The solution's binary is named after its folder, but the last
+    /// one's: that is `mini-docker`, the finished engine. A student's gets a
+    /// `step-` prefix so both can sit in target/release side by side.
     pub fn solution_binary(&self) -> &'static str {
-        if self.number == 9 { "mini-docker" } else { self.name }
+        if self.number == LAST { "mini-docker" } else { self.name }
+    }
+
+    /// Whether its checks run the escape kit (chapter 10 on).
+    pub fn needs_escape_kit(&self) -> bool {
+        self.number >= 10
     }
 
     pub fn skeleton_binary(&self) -> String {
         format!("step-{}", self.name)
     }
 }
+
+/// The last chapter, whose solution is the finished mini-docker.
+pub const LAST: u8 = 10;
 
 pub fn existing() -> impl Iterator<Item = &'static Step> {
     STEPS.iter().filter(|s| s.exists())

@@ -4,6 +4,7 @@
 mod cgroups;
 mod contract;
 mod engine;
+mod hardening;
 mod ipc;
 mod mounts;
 mod net;
@@ -22,6 +23,10 @@ pub enum Kind {
     Isolation,
     /// The binary contract or a promise to leave the host as it was.
     Contract,
+    /// A break-out attempt (layer 10): blocked by the runtime, and in the
+    /// same check shown to escape a deliberately unhardened control, so it
+    /// carries its own proof that it can fail.
+    Escape,
 }
 
 #[derive(Clone)]
@@ -51,8 +56,10 @@ pub struct Failure {
 pub type Outcome = Result<(), Failure>;
 
 pub fn all() -> Vec<Check> {
-    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks(), net::checks(), cgroups::checks(), engine::checks()].concat()
+    [contract::checks(), uts::checks(), pid::checks(), mounts::checks(), ipc::checks(), userns::checks(), rootfs::checks(), net::checks(), cgroups::checks(), engine::checks(), hardening::checks()].concat()
 }
+
+pub use hardening::{kit_path, not_tried_here};
 
 /// Everything step `step` must pass: its layer's checks and every earlier one's.
 pub fn for_step(step: u8) -> Vec<Check> {

@@ -121,7 +121,7 @@ fn make_mount_point(source: &Path, target: &Path) -> Result<()> {
 /// A bind mount takes its source's flags; MS_RDONLY needs a remount, and in
 /// a user namespace that remount must keep the flags it inherited
 /// (nosuid, nodev, noexec and the atime ones are locked), or the kernel says EPERM.
-fn remount_read_only(source: &Path, target: &Path) -> Result<()> {
+pub fn remount_read_only(source: &Path, target: &Path) -> Result<()> {
     let inherited = statvfs(source).map(|s| s.flags()).unwrap_or(FsFlags::empty());
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     let pairs = [
