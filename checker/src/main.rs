@@ -46,6 +46,9 @@ enum Action {
     /// Runs the checks of STEP against BINARY (what `check` runs as root)
     #[command(hide = true)]
     RunChecks { step: String, binary: PathBuf },
+    /// Builds chapter 10's escape kit (what `check 10` does first)
+    #[command(hide = true)]
+    BuildEscapeKit,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,7 @@ fn dispatch(action: Action) -> Result<bool> {
         Action::GenSteps { check } => gen_steps(check),
         Action::RunChecks { step, binary } => Ok(run_checks(find(&step)?, &binary)),
         Action::Doctor => Ok(run_doctor()),
+        Action::BuildEscapeKit => build_escape_kit().map(|()| true),
     }
 }
 

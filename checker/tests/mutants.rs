@@ -290,6 +290,64 @@ const MUTANTS: &[Mutant] = &[
         breaks: &["killed-runtime-pruned"],
         diagnosis: None,
     },
+    Mutant {
+        name: "capabilities-kept",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "    drop_capabilities(&profile.capabilities)?;", to: "    let _ = &profile.capabilities;" }],
+        breaks: &["capabilities-dropped", "exec-is-hardened"],
+        diagnosis: None,
+    },
+    Mutant {
+        // Capabilities stop most calls anyway; only a user namespace needs none.
+        name: "no-seccomp-filter",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "    if profile.seccomp {", to: "    if false && profile.seccomp {" }],
+        breaks: &["seccomp-and-no-new-privs", "escape-new-userns"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "proc-sys-writable",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "\"/proc/irq\", \"/proc/sys\", ", to: "\"/proc/irq\", \"/proc/sys-not\", " }],
+        breaks: &["kernel-files-masked", "escape-write-sysctl"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "nothing-masked",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "    MASKED_PATHS.iter().try_for_each(|path| mask(Path::new(path)))?;", to: "" }],
+        breaks: &["kernel-files-masked"],
+        diagnosis: None,
+    },
+    Mutant {
+        // seccomp still denies setns: only the descriptor check sees the leak.
+        name: "inherited-fds-kept",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "    close_inherited_files()?;", to: "" }],
+        breaks: &["inherited-fds-closed"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "exec-not-hardened",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/exec.rs", from: "if let Err(err) = crate::hardening::apply(profile) {", to: "if let Err(err) = crate::hardening::apply(&Profile { capabilities: caps::all(), seccomp: false, locked_down: false, user_namespace: true }) {" }],
+        breaks: &["exec-is-hardened"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "cap-drop-ignored",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "CapabilityName::One(cap) => _ = capabilities.remove(cap),", to: "CapabilityName::One(_) => {}" }],
+        breaks: &["relaxing-options", "escape-raw-socket"],
+        diagnosis: None,
+    },
+    Mutant {
+        name: "privileged-keeps-user-namespace",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "user_namespace: !as_root };", to: "user_namespace: !as_root || true };" }],
+        breaks: &["relaxing-options"],
+        diagnosis: None,
+    },
 ];
 
 fn mutants_dir() -> PathBuf {

@@ -259,7 +259,7 @@ pub fn kit_path() -> PathBuf {
 fn try_escape(t: &Target, escape: Escape) -> Outcome {
     let kit = kit_path();
     if !kit.is_file() {
-        return fail("the escape kit", &format!("{} built", kit.display()), "missing", "cargo lab check builds it; or: cargo lab build-escape-kit");
+        return fail("the escape kit", &format!("{} built", kit.display()), "missing", "`cargo lab check 10` builds it first (or: cargo run --release -p checker -- build-escape-kit)");
     }
     let hardened = run_hardened(t, &kit, &escape);
     match verdict(&hardened) {
