@@ -342,6 +342,22 @@ const MUTANTS: &[Mutant] = &[
         diagnosis: None,
     },
     Mutant {
+        name: "clone3-denied-with-eperm",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/hardening.rs", from: "SeccompAction::Errno(libc::ENOSYS as u32), arch)", to: "SeccompAction::Errno(libc::EPERM as u32), arch)" }],
+        breaks: &["threads-still-start"],
+        diagnosis: None,
+    },
+    Mutant {
+        // Remounting read-only without proc's flags works on a proc the
+        // container mounted itself, and quietly drops them.
+        name: "proc-sys-loses-noexec",
+        step: "10-hardening",
+        edits: &[Edit { file: "src/overlay.rs", from: "(FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),", to: "" }],
+        breaks: &["kernel-files-masked"],
+        diagnosis: None,
+    },
+    Mutant {
         name: "privileged-keeps-user-namespace",
         step: "10-hardening",
         edits: &[Edit { file: "src/hardening.rs", from: "user_namespace: !as_root };", to: "user_namespace: !as_root || true };" }],

@@ -41,7 +41,8 @@ const USAGE: &str = "usage: escape ATTEMPT [ARGS]
   fork-bomb COUNT             have COUNT processes at once
   memory-hog MIB              touch MIB mebibytes of memory
   set-time                    adjust the host's clock (by 0 microseconds)
-  new-userns                  unshare a new user namespace";
+  new-userns                  unshare a new user namespace
+  start-thread                not an escape: start a thread (glibc tries clone3 first)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         ["memory-hog", mib] => memory_hog(mib),
         ["set-time"] => set_time(),
         ["new-userns"] => new_user_namespace(),
+        ["start-thread"] => return start_thread(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -244,7 +246,7 @@ fn ptrace(pid: &str) -> Verdict {
     }
     let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::__WALL));
     unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, null, null) };
-    Escaped(format!("attached to host process {pid} with ptrace (and let it go)"))
+    Escaped(format!("attached to process {pid} with ptrace (and let it go)"))
 }
 
 /// `:(){ :|:& };:` with a ceiling: tries to have COUNT processes alive at
@@ -296,6 +298,23 @@ fn set_time() -> Verdict {
         return blocked("adjtime", Errno::last());
     }
     Escaped("the host's clock took an adjustment (of 0 µs)".into())
+}
+
+/// Not an escape: glibc's pthread_create calls clone3(2) and falls back to
+/// clone(2) only when told ENOSYS. A filter that answers EPERM instead
+/// breaks every threaded program; busybox has no threads to notice.
+fn start_thread() -> ExitCode {
+    match std::thread::Builder::new().spawn(|| 6 * 7).map(|t| t.join()) {
+        Ok(Ok(42)) => {
+            println!("a thread started");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            println!("no thread: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// In a new user namespace a process has every capability again, over

@@ -29,6 +29,7 @@ pub fn checks() -> Vec<Check> {
         check("inherited-fds-closed", Isolation, "a descriptor the runtime inherits does not reach the command", true, inherited_fds_closed),
         check("exec-is-hardened", Isolation, "exec gives the new process the container's capabilities, filter and no_new_privs", false, exec_is_hardened),
         check("relaxing-options", Contract, "--cap-add, --cap-drop, --security-opt seccomp=unconfined and --privileged do what docker's do", false, relaxing_options),
+        check("threads-still-start", Contract, "a glibc program starts a thread: clone3 gets ENOSYS, so glibc falls back to clone", false, threads_still_start),
         check("bad-security-options", Contract, "an unknown capability or security option: exit 125, one line, nothing left", false, bad_security_options),
         check("escape-chroot-breakout", Escape, "mkdir x; chroot x; cd ../../..; chroot . does not reach the host's files", false, escape_chroot_breakout),
         check("escape-proc-1-root", Escape, "/proc/1/root does not lead to the host's root", false, escape_proc_1_root),
@@ -109,14 +110,18 @@ fn kernel_files_masked(t: &Target) -> Outcome {
     // Each masked file that this kernel has must read as empty; the write
     // must fail (it would rename only the container, but it is the same
     // door as kernel.core_pattern, which would not).
+    // /proc/sys must also keep proc's nosuid, nodev and noexec.
     let script = "for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do \
                     [ -e $f ] && echo \"$f $(head -c 64 $f | wc -c)\"; done; \
                   echo \"/sys/firmware $(ls -A /sys/firmware 2>/dev/null | wc -l)\"; \
-                  if (echo ctlab > /proc/sys/kernel/hostname) 2>/dev/null; then echo 'sysctl written'; else echo 'sysctl refused'; fi";
+                  if (echo ctlab > /proc/sys/kernel/hostname) 2>/dev/null; then echo 'sysctl written'; else echo 'sysctl refused'; fi; \
+                  grep ' /proc/sys ' /proc/self/mountinfo | cut -d' ' -f6";
     let out = t.run(&["sh", "-c", script]);
     let leaks: Vec<&str> = out.stdout.lines().filter(|l| l.split_whitespace().nth(1).is_some_and(|n| n != "0" && n != "refused")).collect();
-    let ok = out.status == Some(0) && out.stdout.contains("sysctl refused") && leaks.is_empty();
-    expect(ok, &out, "every masked file empty (\"PATH 0\"), and \"sysctl refused\"", "after pivot_root: bind /dev/null over each masked file, a read-only tmpfs over each masked directory, and bind /proc/sys onto itself, then remount it read-only")
+    let options = out.stdout.lines().last().unwrap_or_default().split(',').collect::<Vec<_>>();
+    let flags_kept = ["ro", "nosuid", "nodev", "noexec"].iter().all(|f| options.contains(f));
+    let ok = out.status == Some(0) && out.stdout.contains("sysctl refused") && leaks.is_empty() && flags_kept;
+    expect(ok, &out, "every masked file empty (\"PATH 0\"), \"sysctl refused\", and /proc/sys mounted ro,nosuid,nodev,noexec", "after pivot_root: bind /dev/null over each masked file, a read-only tmpfs over each masked directory, and bind /proc/sys onto itself, then remount it read-only keeping proc's nosuid, nodev and noexec")
 }
 
 fn inherited_fds_closed(t: &Target) -> Outcome {
@@ -188,8 +193,10 @@ fn relaxing_options(t: &Target) -> Outcome {
     let dropped = status(&["--cap-drop", "ALL"]);
     expect(hex(status_field(&dropped.stdout, "CapEff:")) == Some(0), &dropped, "CapEff: 0000000000000000", "--cap-drop ALL leaves none")?;
     let unconfined = status(&["--security-opt", "seccomp=unconfined"]);
-    let ok = status_field(&unconfined.stdout, "Seccomp:").as_deref() == Some("0") && default_capabilities_only(&unconfined.stdout).is_ok();
-    expect(ok, &unconfined, "Seccomp: 0, capabilities still docker's", "--security-opt seccomp=unconfined turns off the filter only")?;
+    let ok = status_field(&unconfined.stdout, "Seccomp:").as_deref() == Some("0")
+        && status_field(&unconfined.stdout, "NoNewPrivs:").as_deref() == Some("1")
+        && default_capabilities_only(&unconfined.stdout).is_ok();
+    expect(ok, &unconfined, "Seccomp: 0, NoNewPrivs: 1, capabilities still docker's", "--security-opt seccomp=unconfined turns off the filter only")?;
     let privileged = status(&["--privileged"]);
     let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let ok = status_field(&privileged.stdout, "Seccomp:").as_deref() == Some("0")
@@ -197,6 +204,12 @@ fn relaxing_options(t: &Target) -> Outcome {
         && status_field(&privileged.stdout, "CapBnd:") == status_field(&own, "CapBnd:")
         && privileged.stdout.split_whitespace().collect::<Vec<_>>().ends_with(&["0", "0", "4294967295"]);
     expect(ok, &privileged, "no filter, NoNewPrivs: 0, the host's bounding set, and the host's uid map (0 0 4294967295): no user namespace", "--privileged as root: every capability, no seccomp, no masks, and no CLONE_NEWUSER")
+}
+
+fn threads_still_start(t: &Target) -> Outcome {
+    let kit = kit_path();
+    let out = run_kit(t, &kit, &[], &strings(&["start-thread"]), None);
+    expect(out.status == Some(0) && out.stdout_trimmed() == "a thread started", &out, "exit 0, \"a thread started\"", "deny clone3 with ENOSYS, not EPERM: glibc falls back to clone(2) only on ENOSYS")
 }
 
 fn bad_security_options(t: &Target) -> Outcome {
