@@ -293,7 +293,7 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "capabilities-kept",
         step: "10-hardening",
-        edits: &[Edit { file: "src/hardening.rs", from: "    drop_capabilities(&profile.capabilities)?;", to: "    let _ = &profile.capabilities;" }],
+        edits: &[Edit { file: "src/hardening.rs", from: "    drop_capabilities(&prepared.profile.capabilities)?;", to: "    let _ = &prepared.profile.capabilities;" }],
         breaks: &["capabilities-dropped", "exec-is-hardened"],
         diagnosis: None,
     },
@@ -301,7 +301,7 @@ const MUTANTS: &[Mutant] = &[
         // Capabilities stop most calls anyway; only a user namespace needs none.
         name: "no-seccomp-filter",
         step: "10-hardening",
-        edits: &[Edit { file: "src/hardening.rs", from: "    if profile.seccomp {", to: "    if false && profile.seccomp {" }],
+        edits: &[Edit { file: "src/hardening.rs", from: "    for filter in &prepared.filters {", to: "    for filter in prepared.filters.iter().take(0) {" }],
         breaks: &["seccomp-and-no-new-privs", "escape-new-userns"],
         diagnosis: None,
     },
@@ -330,7 +330,7 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "exec-not-hardened",
         step: "10-hardening",
-        edits: &[Edit { file: "src/exec.rs", from: "if let Err(err) = crate::hardening::apply(profile) {", to: "if let Err(err) = crate::hardening::apply(&Profile { capabilities: caps::all(), seccomp: false, locked_down: false, user_namespace: true }) {" }],
+        edits: &[Edit { file: "src/exec.rs", from: "if let Err(err) = profile.prepare().and_then(|prepared| crate::hardening::apply(&prepared)) {", to: "if let Err(err) = (Profile { capabilities: caps::all(), seccomp: false, locked_down: false, user_namespace: true }).prepare().and_then(|prepared| crate::hardening::apply(&prepared)) {" }],
         breaks: &["exec-is-hardened"],
         diagnosis: None,
     },

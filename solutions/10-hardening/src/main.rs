@@ -192,22 +192,41 @@ fn run(options: &RunOptions) -> Result<i32> {
     };
     // A record from the first moment, so prune can tell a run in progress
     // (its runtime alive) from one killed before it got further.
-    let first = Process::current().map(|runtime| Record { name: name.clone(), runtime: Some(runtime), created: engine::now(), ..Record::default() });
-    if let Err(err) = first.and_then(|record| record.save(&store.dir(&name))) {
-        let _ = store.remove(&name);
-        return Err(err);
-    }
+    let record = match first_record(options, &name).and_then(|record| record.save(&store.dir(&name)).map(|()| record)) {
+        Ok(record) => record,
+        Err(err) => {
+            let _ = store.remove(&name);
+            return Err(err);
+        }
+    };
     if options.detach {
-        return detach::detach(&name, |ready| start_and_wait(options, &store, &name, &limits, Some(ready)));
+        return detach::detach(&name, |ready| start_and_wait(options, &store, record.clone(), &limits, Some(ready)));
     }
-    start_and_wait(options, &store, &name, &limits, None)
+    start_and_wait(options, &store, record, &limits, None)
+}
+
+/// All that is known before anything is made, the cgroup's name included
+/// (as root there will be one; prune removes it if it was made): one save
+/// now, one more once the container runs.
+fn first_record(options: &RunOptions, name: &str) -> Result<Record> {
+    Ok(Record {
+        name: name.to_string(),
+        hostname: options.hostname.clone().unwrap_or_else(|| engine::hostname_for(name)),
+        command: engine::display_command(&options.command),
+        created: engine::now(),
+        runtime: Some(Process::current()?),
+        detached: options.detach,
+        cgroup: nix::unistd::geteuid().is_root().then(|| engine::cgroup_name(name)),
+        ..Record::default()
+    })
 }
 
 /// Starts the container, waits for it, records how it ended and cleans up.
 /// `ready` (with -d) hears "" once COMMAND runs, or why it could not start.
-fn start_and_wait(options: &RunOptions, store: &Store, name: &str, limits: &cgroups::Limits, ready: Option<OwnedFd>) -> Result<i32> {
+fn start_and_wait(options: &RunOptions, store: &Store, record: Record, limits: &cgroups::Limits, ready: Option<OwnedFd>) -> Result<i32> {
+    let name = &record.name.clone();
     let dir = store.dir(name);
-    let started = start(options, store, name, limits);
+    let started = start(options, store, record, limits);
     let (mut record, cgroup, child, setup_errors) = match started {
         Ok(started) => started,
         Err(err) => {
@@ -233,33 +252,28 @@ fn start_and_wait(options: &RunOptions, store: &Store, name: &str, limits: &cgro
 /// the cgroup, the child in its namespaces, set up from both sides.
 /// Also returns a pipe that reads the child's set-up error, or nothing
 /// once it has exec()ed COMMAND.
-fn start(options: &RunOptions, store: &Store, name: &str, limits: &cgroups::Limits) -> Result<(Record, Option<cgroups::Cgroup>, Pid, OwnedFd)> {
+fn start(options: &RunOptions, store: &Store, mut record: Record, limits: &cgroups::Limits) -> Result<(Record, Option<cgroups::Cgroup>, Pid, OwnedFd)> {
+    let name = &record.name.clone();
     let dir = store.dir(name);
-    let hostname = options.hostname.clone().unwrap_or_else(|| engine::hostname_for(name));
-    let mut record = Record {
-        name: name.to_string(),
-        hostname: hostname.clone(),
-        command: engine::display_command(&options.command),
-        created: engine::now(),
-        runtime: Some(Process::current()?),
-        detached: options.detach,
-        ..Record::default()
-    };
-    record.save(&dir)?; // with -d, the supervisor is the runtime from now on
+    let hostname = record.hostname.clone();
+    if options.detach {
+        // The supervisor is the runtime from now on.
+        record.runtime = Some(Process::current()?);
+        record.save(&dir)?;
+    }
     let profile = hardening::Profile::new(options.privileged, &options.cap_add, &options.cap_drop, options.security_opt.contains(&hardening::SecurityOpt::SeccompUnconfined));
     let layer = overlay::Layer::new(&options.rootfs, &dir);
     layer.prepare()?;
     let plan = reserve_address(options.network, store, &dir, &mut record)?;
     container::forward_signals_to_container()?;
     let cgroup = engine::create_cgroup(name, limits)?;
-    record.cgroup = cgroup.as_ref().map(|_| engine::cgroup_name(name));
-    record.save(&dir)?;
     let gate = container::SetupGate::new()?;
     let (setup_errors, error_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2")?;
     let inside = Inside { hostname: &hostname, env: &options.env, volumes: &options.volume, layer: &layer, plan: plan.as_ref(), profile: &profile };
     let child = container::spawn(namespaces(&profile), &options.command, || {
+        let prepared = profile.prepare()?;
         gate.wait_for_parent()?;
-        let result = set_up_inside(&inside).map_err(userns::explain_if_forbidden);
+        let result = set_up_inside(&inside, &prepared).map_err(userns::explain_if_forbidden);
         if let Err(err) = &result {
             let _ = nix::unistd::write(&error_writer, format!("{err:#}").as_bytes());
         }
@@ -325,7 +339,8 @@ struct Inside<'a> {
 }
 
 /// Runs in the child, inside the new namespaces, just before exec().
-fn set_up_inside(inside: &Inside) -> Result<()> {
+/// `prepared`: the profile, made ready before the gate opened.
+fn set_up_inside(inside: &Inside, prepared: &hardening::Prepared) -> Result<()> {
     // STUDENT 09: in the child, in this order: make mounts private, set the hostname, configure the network (bridge::configure_inside with the plan, or bridge::loopback_only), mount the overlay layer, mount the volumes on the layer's merged dir, enter the merged dir as root (rootfs::enter), mount mqueue, then engine::replace_environment.
     mounts::make_mounts_private()?; // first, before any mount can leak to the host
     uts::set_hostname(inside.hostname)?;
@@ -339,11 +354,11 @@ fn set_up_inside(inside: &Inside) -> Result<()> {
     ipc::mount_mqueue()?;
     engine::replace_environment(inside.hostname, inside.env);
     // STUDENT END
-    // STUDENT 10: with a locked-down profile, mask the kernel's files (hardening::mask_kernel_files); then, last of all, hardening::apply the profile.
+    // STUDENT 10: with a locked-down profile, mask the kernel's files (hardening::mask_kernel_files); then, last of all, hardening::apply the prepared profile.
     if inside.profile.locked_down {
         hardening::mask_kernel_files()?;
     }
-    hardening::apply(inside.profile)
+    hardening::apply(prepared)
     // STUDENT END
 }
 

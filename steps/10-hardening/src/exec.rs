@@ -103,7 +103,7 @@ fn run_inside(command: &[OsString], environment: &[u8], profile: &Profile) -> i3
     if let Err(err) = nix::unistd::chdir("/") {
         return container::report_runtime_error(anyhow::anyhow!("chdir / inside the container: {err}"));
     }
-    if let Err(err) = crate::hardening::apply(profile) {
+    if let Err(err) = profile.prepare().and_then(|prepared| crate::hardening::apply(&prepared)) {
         return container::report_runtime_error(err);
     }
     container::exec(command)

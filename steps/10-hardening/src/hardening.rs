@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
 
 /// Docker's default set (moby's oci/caps/defaults.go). What each allows,
 /// and why a container keeps it, is in the chapter.
@@ -159,16 +159,34 @@ fn make_read_only(path: &Path) -> Result<()> {
     todo!("bind-mount path onto itself (MS_BIND | MS_REC), then crate::overlay::remount_read_only(path, path); ignore a path that does not exist.")
 }
 
+/// A profile made ready to apply: its seccomp filters compiled to BPF.
+pub struct Prepared {
+    profile: Profile,
+    filters: Vec<BpfProgram>,
+}
+
+impl Profile {
+    /// Does ahead what needs no privilege: the child compiles its filters
+    /// while it waits at the gate, as the runtime writes its maps and joins
+    /// it to its cgroup. Two CPUs, two things at once.
+    pub fn prepare(&self) -> Result<Prepared> {
+        let filters = if self.seccomp { compile_seccomp_filters()? } else { Vec::new() };
+        Ok(Prepared { profile: self.clone(), filters })
+    }
+}
+
 /// The last thing before exec(): nothing after this may need a capability
 /// or a denied system call.
-pub fn apply(profile: &Profile) -> Result<()> {
+pub fn apply(prepared: &Prepared) -> Result<()> {
     close_inherited_files()?;
-    drop_capabilities(&profile.capabilities)?;
-    if profile.locked_down {
+    drop_capabilities(&prepared.profile.capabilities)?;
+    if prepared.profile.locked_down {
         nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
-    if profile.seccomp {
-        install_seccomp_filter()?;
+    // From here on, every system call of this process and its children
+    // goes through the filters.
+    for filter in &prepared.filters {
+        seccompiler::apply_filter(filter).context("installing a seccomp filter")?;
     }
     Ok(())
 }
@@ -240,16 +258,16 @@ const DENIED: &[(i64, &str)] = &[
     (libc::SYS_sysfs, "obsolete"),
 ];
 
-/// Builds the filters and hands them to the kernel. From here on, every
-/// system call of this process and its children goes through them.
-fn install_seccomp_filter() -> Result<()> {
-    install_deny_filters()?;
-    install_x32_filter()
+/// Every filter the container gets, compiled to BPF.
+fn compile_seccomp_filters() -> Result<Vec<BpfProgram>> {
+    let mut filters = compile_deny_filters()?;
+    filters.extend(x32_filter());
+    Ok(filters)
 }
 
 /// The table of DENIED calls, and clone3.
-fn install_deny_filters() -> Result<()> {
-    todo!("build a seccompiler::SeccompFilter: a rule map from deny_rules(), SeccompAction::Allow when no rule matches, SeccompAction::Errno(EPERM) when one does, and the target architecture (std::env::consts::ARCH); convert it to a BpfProgram and seccompiler::apply_filter it. Then the same for clone3, with Errno(ENOSYS).")
+fn compile_deny_filters() -> Result<Vec<BpfProgram>> {
+    todo!("build a seccompiler::SeccompFilter: a rule map from deny_rules(), SeccompAction::Allow when no rule matches, SeccompAction::Errno(EPERM) when one does, and the target architecture (std::env::consts::ARCH); then the same for clone3 alone, with Errno(ENOSYS). Convert each to a BpfProgram (try_into) and return both.")
 }
 
 /// Every denied call unconditionally, plus clone(2) and unshare(2) when
@@ -272,24 +290,23 @@ fn deny_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
 /// would let x32's mount through. This one, written by hand, refuses them
 /// all (seccomp(2), "Caveats").
 #[cfg(target_arch = "x86_64")]
-fn install_x32_filter() -> Result<()> {
+fn x32_filter() -> Option<BpfProgram> {
     use seccompiler::sock_filter;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     let statement = |code: u32, k: u32| sock_filter { code: code as u16, jt: 0, jf: 0, k };
     let jump = |code: u32, k: u32, jt: u8, jf: u8| sock_filter { code: code as u16, jt, jf, k };
-    let program = vec![
+    Some(vec![
         // Load the system call number (struct seccomp_data, offset 0).
         statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
         // Below the x32 range: jump over the next instruction, to "allow".
         jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, X32_SYSCALL_BIT, 0, 1),
         statement(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         statement(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ];
-    seccompiler::apply_filter(&program).context("installing the x32 filter")
+    ])
 }
 
 /// Other architectures have no second table to close.
 #[cfg(not(target_arch = "x86_64"))]
-fn install_x32_filter() -> Result<()> {
-    Ok(())
+fn x32_filter() -> Option<BpfProgram> {
+    None
 }
