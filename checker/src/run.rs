@@ -250,7 +250,7 @@ pub struct Output {
 }
 
 impl Output {
-    fn failed_to_start(ran: String, err: anyhow::Error) -> Self {
+    pub fn failed_to_start(ran: String, err: anyhow::Error) -> Self {
         Output { ran, status: None, stdout: String::new(), stderr: format!("could not start it: {err:#}"), hung: false }
     }
 

@@ -145,7 +145,7 @@ fn run_holding(t: &Target, held: &OwnedFd, args: &[&str]) -> Output {
     let command = t.command(args, t.who).map(|c| hand_down(c, held));
     match command.and_then(|c| Running::start(c, ran.clone(), b"")) {
         Ok(running) => running.finish(TIMEOUT),
-        Err(err) => Output { ran, status: None, stdout: String::new(), stderr: format!("could not start it: {err:#}"), hung: false },
+        Err(err) => Output::failed_to_start(ran, err),
     }
 }
 
@@ -344,7 +344,7 @@ fn run_in_chroot(kit: &Path, attempt: &[String], held: Option<&OwnedFd>) -> Outp
     }
     match Running::start(command, ran.clone(), b"") {
         Ok(running) => running.finish(TIMEOUT),
-        Err(err) => Output { ran, status: None, stdout: String::new(), stderr: format!("could not start it: {err:#}"), hung: false },
+        Err(err) => Output::failed_to_start(ran, err),
     }
 }
 
